@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# jaxser launcher: sets up a virtual environment in the checkout, then runs a job.
+#
+#   ./launch.sh test [pytest args]   the test suite
+#   ./launch.sh demo [flags]         the main job on the synthesised demo corpus
+#   ./launch.sh bench [--peer]       the benchmarks in bench/
+#   ./launch.sh ablate [flags]       the paper's ablation studies
+#   ./launch.sh setup                only create / update the environment
+#
+# The environment lives in .venv/ (override with JAXSER_VENV). It is reinstalled
+# only when setup.cfg or pyproject.toml change.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$root"
+venv="${JAXSER_VENV:-$root/.venv}"
+python="${PYTHON:-python3}"
+
+setup() {
+  if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+    echo "launch.sh: jaxser needs Python >= 3.10; '$python' is $("$python" --version 2>&1)" >&2
+    exit 2
+  fi
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "launch.sh: creating virtual environment in $venv"
+    "$python" -m venv "$venv"
+  fi
+  local want have
+  want="$(cat setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)"
+  have="$(cat "$venv/.jaxser-installed" 2>/dev/null || true)"
+  if [ "$want" != "$have" ]; then
+    echo "launch.sh: installing jaxser and its dependencies into $venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip setuptools wheel
+    "$venv/bin/python" -m pip install --quiet -e ".[test]"
+    echo "$want" > "$venv/.jaxser-installed"
+  fi
+}
+
+cmd="${1:-help}"
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  setup)
+    setup ;;
+  test)
+    setup
+    exec "$venv/bin/python" -m pytest tests "$@" ;;
+  demo)
+    setup
+    echo "launch.sh: the demo arrives with the training issue (#5); nothing to run yet." >&2
+    exit 1 ;;
+  bench)
+    setup
+    for script in bench/*.py; do
+      echo "== $script"
+      "$venv/bin/python" "$script" "$@"
+    done ;;
+  help|-h|--help)
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *)
+    echo "launch.sh: unknown command '$cmd' (try: test, demo, bench, ablate, setup)" >&2
+    exit 2 ;;
+esac
