@@ -1,0 +1,353 @@
+"""Spectrogram features as pure, batched, jit-compiled JAX functions.
+
+The recipe is the authors' librosa one (SPEC.md section 1):
+
+  S = |librosa.stft(y, n_fft=1024, hop_length=160, win_length=640,
+                    window='hamming', center=True)| ** 2
+  log-Mel  = librosa.power_to_db(librosa.filters.mel(sr=16000, n_fft=1024,
+                                                     n_mels=128) @ S)
+  log-STFT = librosa.power_to_db(S + 1e-8)
+
+computed here for a zero-padded batch `[batch, samples]` with per-utterance
+sample counts, so that padding never changes a valid value: frames are centred
+with zero padding exactly as librosa >= 0.10 does, and each utterance's 80 dB
+floor is relative to the maximum over its own valid frames.
+
+Utterances longer than `max_frames` (14 s) keep their middle `max_frames`
+frames (`start = (T - max_frames) // 2`, the authors' code). The crop is
+applied to the power spectrogram, before the dB floor, so the features of a
+long utterance are those of the 14 s the model sees (the paper: "we only
+extracted the middle 14s to calculate spectrogram").
+
+Standardisation is a pair of pure functions around an explicit
+`Standardizer` value: fit it on the training split, apply it anywhere.
+"""
+
+import dataclasses
+import functools
+import hashlib
+import json
+from typing import Iterable, NamedTuple, Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+import librosa
+import numpy as np
+
+SAMPLE_RATE = 16000
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureParams:
+  """Everything that determines a feature array; the paper's values default."""
+  kind: str = 'mel'            # 'mel' (log-Mel) or 'stft' (log power STFT).
+  sample_rate: int = SAMPLE_RATE  # Hz of the input waveforms.
+  n_fft: int = 1024            # FFT size (64 ms).
+  hop_length: int = 160        # Frame shift in samples (10 ms).
+  win_length: int = 640        # Hamming window in samples (40 ms).
+  n_mels: int = 128            # Mel bands (kind='mel').
+  amin: float = 1e-10          # power_to_db floor before the log.
+  top_db: float = 80.0         # Per-utterance dynamic range in dB.
+  stft_offset: float = 1e-8    # Added to the power before the log (kind='stft').
+  max_frames: int = 1400       # Longer utterances keep their middle frames.
+
+  def __post_init__(self):
+    if self.kind not in ('mel', 'stft'):
+      raise ValueError(f"FeatureParams.kind must be 'mel' or 'stft', got {self.kind!r}")
+    if not 0 < self.win_length <= self.n_fft:
+      raise ValueError(f'FeatureParams.win_length={self.win_length} must be in (0, n_fft={self.n_fft}]')
+    if self.hop_length <= 0 or self.max_frames <= 0:
+      raise ValueError('FeatureParams.hop_length and max_frames must be positive')
+
+  @property
+  def num_bins(self) -> int:
+    return self.n_mels if self.kind == 'mel' else self.n_fft // 2 + 1
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  def fingerprint(self) -> str:
+    """A stable short hash of all fields (for caches and checkpoints)."""
+    text = json.dumps(self.to_dict(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def num_frames(num_samples, hop_length: int = 160):
+  """Frames librosa's centred STFT gives for `num_samples` samples."""
+  return 1 + num_samples // hop_length
+
+
+def cropped_frames(num_samples, hop_length: int = 160, max_frames: int = 1400):
+  """Frames kept after the middle crop: `min(1 + n // hop, max_frames)`."""
+  return np.minimum(num_frames(np.asarray(num_samples), hop_length), max_frames)
+
+
+def frame_mask(frame_lengths, max_len: int):
+  """`[batch, max_len]` bool, True on valid frames."""
+  return jnp.arange(max_len)[None, :] < jnp.asarray(frame_lengths)[:, None]
+
+
+# --------------------------------------------------------------------------
+# Power spectrogram.
+
+
+def _window(win_length: int) -> np.ndarray:
+  return librosa.filters.get_window('hamming', win_length, fftbins=True).astype(np.float32)
+
+
+def _frames(waveforms, starts, num_out: int, *, n_fft: int, hop_length: int,
+            win_length: int):
+  """Windowed frames `[batch, num_out, win_length]` of the centred signal.
+
+  Frame t of an utterance covers samples `[t * hop - n_fft // 2, ...)` of the
+  zero-padded signal; the window occupies its middle `win_length` samples
+  (librosa centres a short window inside the FFT), so only those are taken:
+  the FFT's zero padding around them changes the phase, not the power.
+  `starts` `[batch]` are the first kept frame of each utterance (the crop).
+  """
+  offset = (n_fft - win_length) // 2 - n_fft // 2  # window start vs. frame centre
+  span = (num_out - 1) * hop_length + win_length
+  left = -offset
+  padded = jnp.pad(waveforms, ((0, 0), (left, span)))
+  take = lambda row, s: jax.lax.dynamic_slice(row, (s * hop_length,), (span,))
+  signal = jax.vmap(take)(padded, starts)  # [batch, span]
+  if win_length % hop_length == 0:
+    # Each frame is `win // hop` consecutive hop-sized blocks: no gather.
+    k = win_length // hop_length
+    blocks = signal[:, :(num_out + k - 1) * hop_length].reshape(
+        signal.shape[0], num_out + k - 1, hop_length)
+    frames = jnp.concatenate([blocks[:, i:i + num_out] for i in range(k)], axis=-1)
+  else:
+    index = (jnp.arange(num_out)[:, None] * hop_length +
+             jnp.arange(win_length)[None, :])
+    frames = signal[:, index]
+  return frames * _window(win_length)
+
+
+def power_spectrogram(waveforms, lengths, *, n_fft: int = 1024,
+                      hop_length: int = 160, win_length: int = 640,
+                      max_frames: int = 1400):
+  """|STFT|^2 of a padded batch, cropped to the middle `max_frames` frames.
+
+  Args:
+    waveforms: `[batch, samples]` float32, zero beyond each length.
+    lengths: `[batch]` int sample counts.
+    n_fft, hop_length, win_length: the STFT (Hamming window, centred frames).
+    max_frames: longer utterances keep their middle `max_frames` frames.
+
+  Returns:
+    power: `[batch, frames, n_fft // 2 + 1]` float32, zero on padding frames.
+    frame_lengths: `[batch]` int32 valid frames, `min(1 + n // hop, max_frames)`.
+  """
+  waveforms = jnp.asarray(waveforms, jnp.float32)
+  lengths = jnp.asarray(lengths, jnp.int32)
+  chex.assert_rank(waveforms, 2)
+  chex.assert_shape(lengths, (waveforms.shape[0],))
+  num_out = min(num_frames(waveforms.shape[1], hop_length), max_frames)
+  # Zero anything beyond each length, so padding can never leak in.
+  waveforms = jnp.where(jnp.arange(waveforms.shape[1])[None] < lengths[:, None],
+                        waveforms, 0.0)
+  total = num_frames(lengths, hop_length)
+  starts = jnp.maximum(total - max_frames, 0) // 2
+  frame_lengths = jnp.minimum(total, max_frames).astype(jnp.int32)
+  frames = _frames(waveforms, starts, num_out, n_fft=n_fft,
+                   hop_length=hop_length, win_length=win_length)
+  spectrum = jnp.fft.rfft(frames, n=n_fft)
+  power = jnp.real(spectrum) ** 2 + jnp.imag(spectrum) ** 2
+  mask = frame_mask(frame_lengths, num_out)
+  return jnp.where(mask[..., None], power, 0.0), frame_lengths
+
+
+def power_to_db(power, frame_lengths, *, amin: float = 1e-10,
+                top_db: float = 80.0):
+  """`librosa.power_to_db(power, ref=1.0)` per utterance of a padded batch.
+
+  The `top_db` floor is relative to each utterance's maximum over its valid
+  frames; padding frames come out as 0.
+  """
+  db = 10.0 * jnp.log10(jnp.maximum(power, amin))
+  mask = frame_mask(frame_lengths, power.shape[1])[..., None]
+  peak = jnp.max(jnp.where(mask, db, -jnp.inf), axis=(1, 2), keepdims=True)
+  db = jnp.maximum(db, peak - top_db)
+  return jnp.where(mask, db, 0.0)
+
+
+def mel_filterbank(sample_rate: int = SAMPLE_RATE, n_fft: int = 1024,
+                   n_mels: int = 128) -> np.ndarray:
+  """librosa's Slaney Mel filterbank, transposed: `[n_fft // 2 + 1, n_mels]`."""
+  return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels).T.astype(np.float32)
+
+
+# --------------------------------------------------------------------------
+# The two feature kinds.
+
+
+@functools.partial(jax.jit, static_argnames=(
+    'sample_rate', 'n_fft', 'hop_length', 'win_length', 'n_mels', 'amin',
+    'top_db', 'max_frames'))
+def log_mel(waveforms, lengths, *, sample_rate: int = SAMPLE_RATE,
+            n_fft: int = 1024, hop_length: int = 160, win_length: int = 640,
+            n_mels: int = 128, amin: float = 1e-10, top_db: float = 80.0,
+            max_frames: int = 1400):
+  """Log-Mel spectrogram of a padded batch (SPEC.md section 1).
+
+  Args:
+    waveforms: `[batch, samples]` float32 at `sample_rate`, zero padded.
+    lengths: `[batch]` valid sample counts.
+    sample_rate, n_fft, hop_length, win_length, n_mels: the STFT and Mel bank.
+    amin, top_db: as `librosa.power_to_db` (ref 1.0).
+    max_frames: the middle-crop length (14 s).
+
+  Returns:
+    features: `[batch, frames, n_mels]` float32 dB, 0 on padding frames.
+    frame_lengths: `[batch]` int32, `min(1 + n // hop_length, max_frames)`.
+  """
+  power, frame_lengths = power_spectrogram(
+      waveforms, lengths, n_fft=n_fft, hop_length=hop_length,
+      win_length=win_length, max_frames=max_frames)
+  mel = jnp.einsum('btf,fm->btm', power, mel_filterbank(sample_rate, n_fft, n_mels),
+                   precision=jax.lax.Precision.HIGHEST)
+  return power_to_db(mel, frame_lengths, amin=amin, top_db=top_db), frame_lengths
+
+
+@functools.partial(jax.jit, static_argnames=(
+    'n_fft', 'hop_length', 'win_length', 'amin', 'top_db', 'offset', 'max_frames'))
+def log_stft(waveforms, lengths, *, n_fft: int = 1024, hop_length: int = 160,
+             win_length: int = 640, amin: float = 1e-10, top_db: float = 80.0,
+             offset: float = 1e-8, max_frames: int = 1400):
+  """Log power STFT of a padded batch: `power_to_db(S + offset)`.
+
+  Args and returns as `log_mel`, with `n_fft // 2 + 1` (513) bins.
+  """
+  power, frame_lengths = power_spectrogram(
+      waveforms, lengths, n_fft=n_fft, hop_length=hop_length,
+      win_length=win_length, max_frames=max_frames)
+  return power_to_db(power + offset, frame_lengths, amin=amin,
+                     top_db=top_db), frame_lengths
+
+
+def extract(waveforms, lengths, params: FeatureParams = FeatureParams()):
+  """`log_mel` or `log_stft` of a padded batch, as `params` says."""
+  common = dict(n_fft=params.n_fft, hop_length=params.hop_length,
+                win_length=params.win_length, amin=params.amin,
+                top_db=params.top_db, max_frames=params.max_frames)
+  if params.kind == 'mel':
+    return log_mel(waveforms, lengths, sample_rate=params.sample_rate,
+                   n_mels=params.n_mels, **common)
+  return log_stft(waveforms, lengths, offset=params.stft_offset, **common)
+
+
+def extract_numpy(waveforms: Sequence[np.ndarray],
+                  params: FeatureParams = FeatureParams(), *,
+                  batch_size: int = 32,
+                  pad_multiple: int = SAMPLE_RATE) -> list[np.ndarray]:
+  """Features of a list of 1-D waveforms, as a list of `[frames_i, bins]`.
+
+  Utterances are sorted by length and batched; each batch is padded to a
+  multiple of `pad_multiple` samples so the number of compiled programs stays
+  small (one per padded length).
+  """
+  waveforms = [np.asarray(w, np.float32) for w in waveforms]
+  order = np.argsort([len(w) for w in waveforms], kind='stable')
+  out = [None] * len(waveforms)
+  for i in range(0, len(order), batch_size):
+    chunk = order[i:i + batch_size]
+    lengths = np.array([len(waveforms[j]) for j in chunk], np.int32)
+    width = max(pad_multiple, -(-int(lengths.max()) // pad_multiple) * pad_multiple)
+    batch = np.zeros((batch_size, width), np.float32)  # fixed batch: one shape
+    for row, j in enumerate(chunk):
+      batch[row, :lengths[row]] = waveforms[j]
+    full_lengths = np.zeros(batch_size, np.int32)
+    full_lengths[:len(chunk)] = lengths
+    feats, frame_lengths = jax.device_get(extract(batch, full_lengths, params))
+    for row, j in enumerate(chunk):
+      out[j] = np.array(feats[row, :frame_lengths[row]])
+  return out
+
+
+# --------------------------------------------------------------------------
+# Per-bin standardisation (statistics of the training split only).
+
+
+class Standardizer(NamedTuple):
+  """Per-bin statistics: `(features - mean) / std` on valid frames."""
+  mean: np.ndarray  # [bins]
+  std: np.ndarray   # [bins]
+
+
+class Moments(NamedTuple):
+  """Running sums over valid frames, in float64, for fitting a Standardizer."""
+  count: float
+  total: np.ndarray    # [bins]
+  squares: np.ndarray  # [bins]
+
+
+def moments_init(num_bins: int) -> Moments:
+  return Moments(0.0, np.zeros(num_bins), np.zeros(num_bins))
+
+
+def moments_update(moments: Moments, features, frame_lengths=None) -> Moments:
+  """Adds the valid frames of `[batch, frames, bins]` (or one `[frames, bins]`)."""
+  features = np.asarray(features, np.float64)
+  if features.ndim == 2:
+    valid = features
+  else:
+    mask = np.asarray(frame_mask(frame_lengths, features.shape[1]))
+    valid = features[mask]
+  return Moments(moments.count + valid.shape[0], moments.total + valid.sum(0),
+                 moments.squares + np.square(valid).sum(0))
+
+
+def standardizer_from_moments(moments: Moments, *,
+                              min_std: float = 1e-5) -> Standardizer:
+  if moments.count == 0:
+    raise ValueError('cannot fit a Standardizer on zero frames')
+  mean = moments.total / moments.count
+  var = np.maximum(moments.squares / moments.count - mean ** 2, 0.0)
+  std = np.maximum(np.sqrt(var), min_std)
+  return Standardizer(mean.astype(np.float32), std.astype(np.float32))
+
+
+def fit_standardizer(features: Iterable, frame_lengths=None, *,
+                     min_std: float = 1e-5) -> Standardizer:
+  """Per-bin mean and std over all valid frames.
+
+  Args:
+    features: a padded batch `[batch, frames, bins]` with `frame_lengths`, or
+      an iterable of unpadded `[frames_i, bins]` arrays (frame_lengths None).
+    frame_lengths: `[batch]`, for a padded batch.
+    min_std: floor on the std, so constant bins do not divide by zero.
+
+  Returns:
+    The Standardizer (float32 `[bins]` mean and std).
+  """
+  if frame_lengths is not None:
+    features = np.asarray(features)
+    moments = moments_update(moments_init(features.shape[-1]), features, frame_lengths)
+  else:
+    moments = None
+    for item in features:
+      item = np.asarray(item)
+      moments = moments or moments_init(item.shape[-1])
+      moments = moments_update(moments, item)
+    if moments is None:
+      raise ValueError('cannot fit a Standardizer on no utterances')
+  return standardizer_from_moments(moments, min_std=min_std)
+
+
+def standardize(features, frame_lengths, stats: Standardizer):
+  """`(features - mean) / std` on valid frames; padding frames stay 0.
+
+  Args:
+    features: `[batch, frames, bins]`.
+    frame_lengths: `[batch]`.
+    stats: the Standardizer fitted on the training split.
+
+  Returns:
+    `[batch, frames, bins]` float32.
+  """
+  chex.assert_rank(features, 3)
+  mask = frame_mask(frame_lengths, features.shape[1])[..., None]
+  out = (features - jnp.asarray(stats.mean)) / jnp.asarray(stats.std)
+  return jnp.where(mask, out, 0.0)

@@ -1,0 +1,174 @@
+"""Parity of jaxser's features with the authors' librosa recipe, and their invariances."""
+
+import chex
+import jax
+import librosa
+import numpy as np
+import pytest
+
+from jaxser import features
+
+SR = 16000
+
+
+def librosa_power(y):
+  return np.abs(librosa.stft(y, n_fft=1024, hop_length=160, win_length=640,
+                             window='hamming', center=True)) ** 2
+
+
+def librosa_features(y, kind, crop=None):
+  """The authors' recipe; `crop` = (start, stop) frames kept before the dB."""
+  power = librosa_power(y)
+  if crop is not None:
+    power = power[:, crop[0]:crop[1]]
+  if kind == 'mel':
+    mel = librosa.filters.mel(sr=SR, n_fft=1024, n_mels=128)
+    return librosa.power_to_db(mel @ power).T
+  return librosa.power_to_db(power + 1e-8).T
+
+
+def make_signals():
+  rng = np.random.default_rng(0)
+  t = np.arange(int(2.3 * SR)) / SR
+  noise = 0.3 * rng.standard_normal(int(1.7 * SR))
+  chirp = 0.5 * np.sin(2 * np.pi * (100 * t + 800 * t ** 2))
+  harmonic = sum(0.2 / h * np.sin(2 * np.pi * 180 * h * t[:int(0.9 * SR)])
+                 for h in range(1, 6))
+  tone = 0.2 * np.sin(2 * np.pi * 220 * np.arange(9000) / SR) * np.hanning(9000)
+  silence_both_ends = np.concatenate([np.zeros(4000), tone, np.zeros(5000)])
+  return [s.astype(np.float32) for s in (noise, chirp, harmonic, silence_both_ends)]
+
+
+def pad_batch(signals, extra=0):
+  width = max(len(s) for s in signals) + extra
+  batch = np.zeros((len(signals), width), np.float32)
+  for i, s in enumerate(signals):
+    batch[i, :len(s)] = s
+  return batch, np.array([len(s) for s in signals], np.int32)
+
+
+@pytest.mark.parametrize('kind', ['mel', 'stft'])
+def test_parity_with_librosa_within_001_db(kind):
+  signals = make_signals()
+  batch, lengths = pad_batch(signals, extra=777)
+  feats, frame_lengths = features.extract(batch, lengths, features.FeatureParams(kind=kind))
+  feats, frame_lengths = np.asarray(feats), np.asarray(frame_lengths)
+  assert feats.shape[-1] == (128 if kind == 'mel' else 513)
+  for i, s in enumerate(signals):
+    ref = librosa_features(s, kind)
+    assert frame_lengths[i] == ref.shape[0] == 1 + len(s) // 160
+    np.testing.assert_allclose(feats[i, :frame_lengths[i]], ref, rtol=0, atol=0.01)
+    assert np.all(feats[i, frame_lengths[i]:] == 0.0)
+
+
+@pytest.mark.parametrize('fn', [features.log_mel, features.log_stft])
+def test_padding_does_not_change_valid_frames(fn):
+  signals = make_signals()
+  short = signals[2]  # the shortest is padded by every other one
+  alone, alone_len = fn(short[None], np.array([len(short)]))
+  batch, lengths = pad_batch([signals[0], short, signals[1]], extra=5000)
+  together, together_len = fn(batch, lengths)
+  n = int(alone_len[0])
+  assert int(together_len[1]) == n
+  np.testing.assert_allclose(np.asarray(together[1, :n]), np.asarray(alone[0, :n]),
+                             rtol=0, atol=1e-4)
+
+
+def test_garbage_beyond_length_is_ignored():
+  signals = make_signals()
+  batch, lengths = pad_batch(signals)
+  dirty = batch.copy()
+  for i, n in enumerate(lengths):
+    dirty[i, n:] = 1.0
+  clean_out, _ = features.log_mel(batch, lengths)
+  dirty_out, _ = features.log_mel(dirty, lengths)
+  np.testing.assert_array_equal(np.asarray(clean_out), np.asarray(dirty_out))
+
+
+def test_20_seconds_keeps_exactly_the_middle_1400_frames():
+  rng = np.random.default_rng(1)
+  n = 20 * SR
+  # A level ramp makes every frame's content distinct, so an off-by-one shows.
+  y = (rng.standard_normal(n) * np.linspace(0.01, 1.0, n)).astype(np.float32)
+  total = 1 + n // 160  # 2001
+  start = (total - 1400) // 2  # 300
+  for kind in ('mel', 'stft'):
+    feats, frame_lengths = features.extract(y[None], np.array([n]),
+                                            features.FeatureParams(kind=kind))
+    assert feats.shape[1] == 1400 and int(frame_lengths[0]) == 1400
+    ref = librosa_features(y, kind, crop=(start, start + 1400))
+    np.testing.assert_allclose(np.asarray(feats[0]), ref, rtol=0, atol=0.01)
+
+
+def test_crop_in_a_batch_with_short_utterances():
+  rng = np.random.default_rng(2)
+  long = rng.standard_normal(15 * SR).astype(np.float32)
+  short = rng.standard_normal(2 * SR).astype(np.float32)
+  batch, lengths = pad_batch([short, long])
+  feats, frame_lengths = features.log_mel(batch, lengths)
+  assert feats.shape[1] == 1400
+  assert list(np.asarray(frame_lengths)) == [1 + 2 * SR // 160, 1400]
+  alone, _ = features.log_mel(long[None], np.array([len(long)]))
+  np.testing.assert_allclose(np.asarray(feats[1]), np.asarray(alone[0]), atol=1e-4)
+
+
+def test_frame_count_formula_and_params():
+  assert features.num_frames(0) == 1 and features.num_frames(159) == 1
+  assert features.num_frames(160) == 2 and features.num_frames(64000) == 401
+  np.testing.assert_array_equal(features.cropped_frames([100, 16000, 10 * SR, 30 * SR]),
+                                [1, 101, 1001, 1400])
+  params = features.FeatureParams()
+  assert params.num_bins == 128 and features.FeatureParams(kind='stft').num_bins == 513
+  assert params.fingerprint() == features.FeatureParams().fingerprint()
+  assert params.fingerprint() != features.FeatureParams(top_db=60.0).fingerprint()
+  with pytest.raises(ValueError, match='kind'):
+    features.FeatureParams(kind='mfcc')
+
+
+def test_log_mel_compiles_once_per_padded_shape():
+  fn = chex.assert_max_traces(features.log_mel.__wrapped__, n=1)
+  jitted = jax.jit(fn)
+  rng = np.random.default_rng(3)
+  for _ in range(3):
+    batch = rng.standard_normal((2, 8000)).astype(np.float32)
+    lengths = rng.integers(800, 8000, size=2).astype(np.int32)
+    jax.block_until_ready(jitted(batch, lengths))
+
+
+def test_extract_numpy_matches_batched_call():
+  signals = make_signals()
+  params = features.FeatureParams()
+  listed = features.extract_numpy(signals, params, batch_size=3)
+  for s, f in zip(signals, listed):
+    direct, frame_lengths = features.extract(s[None], np.array([len(s)]), params)
+    assert f.shape == (int(frame_lengths[0]), 128)
+    np.testing.assert_allclose(f, np.asarray(direct[0]), atol=1e-4)
+
+
+def test_standardizer_fit_and_apply():
+  rng = np.random.default_rng(4)
+  lengths = np.array([5, 3, 7])
+  batch = np.zeros((3, 7, 4), np.float32)
+  for i, n in enumerate(lengths):
+    batch[i, :n] = rng.normal(10.0 * i, 1.0 + i, size=(n, 4))
+  batch[1, 3:] = 1e6  # padding that must be ignored
+  stats = features.fit_standardizer(batch, lengths)
+  valid = np.concatenate([batch[i, :n] for i, n in enumerate(lengths)])
+  np.testing.assert_allclose(stats.mean, valid.mean(0), rtol=1e-5)
+  np.testing.assert_allclose(stats.std, valid.std(0), rtol=1e-5)
+  # Fitting from a list of unpadded arrays gives the same statistics.
+  listed = features.fit_standardizer([batch[i, :n] for i, n in enumerate(lengths)])
+  np.testing.assert_allclose(listed.mean, stats.mean, rtol=1e-6)
+  np.testing.assert_allclose(listed.std, stats.std, rtol=1e-6)
+  out = np.asarray(features.standardize(batch, lengths, stats))
+  normed = np.concatenate([out[i, :n] for i, n in enumerate(lengths)])
+  np.testing.assert_allclose(normed.mean(0), 0.0, atol=1e-5)
+  np.testing.assert_allclose(normed.std(0), 1.0, atol=1e-5)
+  assert np.all(out[1, 3:] == 0.0)
+
+
+def test_standardizer_constant_bin_does_not_divide_by_zero():
+  feats = np.ones((1, 4, 2), np.float32)
+  stats = features.fit_standardizer(feats, np.array([4]))
+  out = np.asarray(features.standardize(feats, np.array([4]), stats))
+  assert np.all(np.isfinite(out)) and np.all(out == 0.0)
