@@ -1,0 +1,93 @@
+"""Confusion matrices, UA and WA.
+
+UA (unweighted accuracy) is the mean per-class recall over the classes present
+(balanced accuracy); WA (weighted accuracy) is the plain accuracy. Every
+function takes NumPy or JAX arrays and is jit-friendly; the confusion matrix
+is the one thing computed from predictions, the rest read it.
+"""
+
+import chex
+import jax
+import jax.numpy as jnp
+
+
+def confusion_matrix(labels, predictions, num_classes: int,
+                     mask=None) -> jax.Array:
+  """Counts of (true class, predicted class) pairs.
+
+  Args:
+    labels: `[batch]` int true classes.
+    predictions: `[batch]` int predicted classes.
+    num_classes: number of classes.
+    mask: `[batch]` bool, False for padding examples; None means all valid.
+
+  Returns:
+    `[num_classes, num_classes]` int32 counts; rows are true classes.
+  """
+  labels = jnp.asarray(labels, jnp.int32)
+  predictions = jnp.asarray(predictions, jnp.int32)
+  chex.assert_rank(labels, 1)
+  chex.assert_equal_shape((labels, predictions))
+  weights = (jnp.ones(labels.shape, jnp.int32) if mask is None else
+             jnp.asarray(mask).astype(jnp.int32))
+  counts = jnp.zeros((num_classes, num_classes), jnp.int32)
+  return counts.at[labels, predictions].add(weights, mode='drop')
+
+
+def _safe_divide(numerator, denominator):
+  """`numerator / denominator`, 0 where the denominator is 0."""
+  return numerator / jnp.where(denominator > 0, denominator, 1)
+
+
+def row_normalise(cm) -> jax.Array:
+  """Each row divided by its sum; rows with no examples are all zeros.
+
+  Args:
+    cm: `[C, C]` confusion counts, rows = true classes.
+
+  Returns:
+    `[C, C]` float32 row-normalised confusion matrix.
+  """
+  cm = jnp.asarray(cm, jnp.float32)
+  chex.assert_rank(cm, 2)
+  return _safe_divide(cm, jnp.sum(cm, axis=1, keepdims=True))
+
+
+def per_class_recall(cm) -> jax.Array:
+  """Recall of each class, `cm[j, j] / sum_k cm[j, k]`; 0 for absent classes.
+
+  Args:
+    cm: `[C, C]` confusion counts, rows = true classes.
+
+  Returns:
+    `[C]` float32 recalls.
+  """
+  return jnp.diagonal(row_normalise(cm))
+
+
+def unweighted_accuracy(cm) -> jax.Array:
+  """UA: mean per-class recall over the classes with at least one example.
+
+  Args:
+    cm: `[C, C]` confusion counts, rows = true classes.
+
+  Returns:
+    A float32 scalar; 0 for an empty matrix.
+  """
+  present = jnp.sum(jnp.asarray(cm), axis=1) > 0
+  return _safe_divide(jnp.sum(jnp.where(present, per_class_recall(cm), 0.0)),
+                      jnp.sum(present).astype(jnp.float32))
+
+
+def weighted_accuracy(cm) -> jax.Array:
+  """WA: the fraction of examples classified correctly.
+
+  Args:
+    cm: `[C, C]` confusion counts, rows = true classes.
+
+  Returns:
+    A float32 scalar; 0 for an empty matrix.
+  """
+  cm = jnp.asarray(cm, jnp.float32)
+  chex.assert_rank(cm, 2)
+  return _safe_divide(jnp.trace(cm), jnp.sum(cm))

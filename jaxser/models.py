@@ -1,0 +1,317 @@
+"""The CNN-BiGRU of Dai et al. (the authors' "MelModel11"), in Flax Linen.
+
+The input is a padded batch of spectrograms `[batch, frames, bins]` with the
+number of valid frames of each utterance. It is treated as an image with one
+channel and goes through VALID convolutions and max-pools (ReLU after each
+conv), is reshaped to a sequence `[batch, steps, bins' * channels]`, read by a
+bidirectional GRU with sequence lengths, and ends with FC1 + PReLU (the
+embedding `z` the centre loss works on) and FC2 (the logits).
+
+Padding never changes the result for an utterance:
+
+* every conv and pool shrinks the lengths with one formula,
+  `valid_length(L, k, s) = 1 + (L - k) // s`, and conv outputs at time steps
+  at or beyond the propagated length are zeroed before the ReLU (as the
+  authors' code does); with VALID padding a step below the length only sees
+  valid input;
+* the forward GRU is read at the last valid step of each utterance, and the
+  backward GRU starts at that step and is read at step 0.
+
+Utterances shorter than `min_frames(convs)` (49 frames for the paper's
+layout) would yield no GRU step. `pad_to_min_frames` is the one place that
+handles them: they are zero-padded up to the minimum, so they still yield one
+GRU step. `CRNN` calls it on every input.
+"""
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class ConvSpec(NamedTuple):
+  """One square VALID conv layer, ReLU, and an optional max-pool.
+
+  Attributes:
+    features: output channels.
+    kernel: kernel size, the same along time and frequency.
+    stride: stride, the same along time and frequency.
+    pool: size and stride of the square max-pool that follows the ReLU; 0 for
+      none.
+  """
+  features: int
+  kernel: int
+  stride: int = 1
+  pool: int = 0
+
+
+# SPEC section 2: conv1 48@7x7/2 without pooling, then 64, 80, 96 @3x3, each
+# followed by a 2x2 max-pool with stride 2.
+PAPER_CONVS = (
+    ConvSpec(features=48, kernel=7, stride=2, pool=0),
+    ConvSpec(features=64, kernel=3, stride=1, pool=2),
+    ConvSpec(features=80, kernel=3, stride=1, pool=2),
+    ConvSpec(features=96, kernel=3, stride=1, pool=2),
+)
+
+
+# ----------------------------------------------------------------------------
+# Length arithmetic: the one formula, and what follows from it.
+# ----------------------------------------------------------------------------
+
+
+def valid_length(length, window, stride):
+  """Length after a VALID conv or pool: `1 + (length - window) // stride`.
+
+  The only place this formula is written. Works on Python ints and on integer
+  arrays alike.
+
+  Args:
+    length: input length(s).
+    window: kernel or pool size.
+    stride: stride.
+
+  Returns:
+    The output length(s); values below 1 mean the input was too short.
+  """
+  return 1 + (length - window) // stride
+
+
+def _windows(convs: Sequence[ConvSpec]):
+  """Yields the `(window, stride)` of every conv and pool, in order."""
+  for spec in convs:
+    yield spec.kernel, spec.stride
+    if spec.pool:
+      yield spec.pool, spec.pool
+
+
+def output_length(length, convs: Sequence[ConvSpec] = PAPER_CONVS):
+  """Length (time or frequency) after the whole conv stack.
+
+  Args:
+    length: input length(s), a Python int or an integer array.
+    convs: the conv layers.
+
+  Returns:
+    The length(s) after the last conv or pool.
+  """
+  for window, stride in _windows(convs):
+    length = valid_length(length, window, stride)
+  return length
+
+
+def min_frames(convs: Sequence[ConvSpec] = PAPER_CONVS) -> int:
+  """The shortest input that yields one step after the conv stack.
+
+  Inverts `valid_length` layer by layer from the top: a layer outputs one
+  step from `window` inputs, and `n` steps from `(n - 1) * stride + window`.
+
+  Args:
+    convs: the conv layers.
+
+  Returns:
+    The minimum number of input frames (49 for `PAPER_CONVS`).
+  """
+  frames = 1
+  for window, stride in reversed(list(_windows(convs))):
+    frames = (frames - 1) * stride + window
+  return frames
+
+
+def sequence_shape(frames: int, bins: int,
+                   convs: Sequence[ConvSpec] = PAPER_CONVS) -> tuple[int, int]:
+  """Shape `(steps, features)` of the sequence the GRU reads, per utterance.
+
+  Args:
+    frames: input frames (after `pad_to_min_frames`).
+    bins: frequency bins of the input.
+    convs: the conv layers.
+
+  Returns:
+    `(steps, bins' * channels)`, e.g. `(85, 480)` for 1400 frames of 128
+    Mel bins with the paper's layout, `(85, 2880)` for 513 STFT bins.
+  """
+  return (output_length(frames, convs),
+          output_length(bins, convs) * convs[-1].features)
+
+
+def pad_to_min_frames(features: jax.Array, frame_lengths: jax.Array,
+                      convs: Sequence[ConvSpec] = PAPER_CONVS):
+  """Zero-pads short utterances up to `min_frames(convs)`.
+
+  The one place the minimum input length is enforced. Short utterances are
+  zero-padded up to the minimum so they still yield one GRU step:
+
+  * the time axis is padded with zeros up to the minimum (a static shape
+    change, only when the batch is shorter);
+  * frames at or beyond each utterance's length are set to zero, so the
+    padding an utterance is given does not depend on what its batch holds;
+  * lengths are clipped to `[min_frames, frames]`; a length of 0 (an empty
+    padding example) becomes an all-zero utterance of the minimum length.
+
+  Args:
+    features: `[batch, frames, bins]` spectrograms.
+    frame_lengths: `[batch]` int, the valid frames of each utterance.
+    convs: the conv layers that set the minimum.
+
+  Returns:
+    `(features, frame_lengths)` with at least `min_frames(convs)` frames and
+    every length in `[min_frames(convs), frames]`.
+  """
+  chex.assert_rank(features, 3)
+  chex.assert_shape(frame_lengths, (features.shape[0],))
+  minimum = min_frames(convs)
+  frames = features.shape[1]
+  if frames < minimum:
+    features = jnp.pad(features, ((0, 0), (0, minimum - frames), (0, 0)))
+  features = _mask_time(features, frame_lengths)
+  frame_lengths = jnp.clip(frame_lengths, minimum, max(frames, minimum))
+  return features, frame_lengths.astype(jnp.int32)
+
+
+# ----------------------------------------------------------------------------
+# The ops, one small pure function each, so the formulation can be swapped.
+# ----------------------------------------------------------------------------
+
+
+def _mask_time(x: jax.Array, lengths: jax.Array) -> jax.Array:
+  """Zeros `x[b, t, ...]` for every `t >= lengths[b]`."""
+  valid = jnp.arange(x.shape[1])[None, :] < lengths[:, None]  # [batch, time]
+  valid = valid.reshape(valid.shape + (1,) * (x.ndim - 2))
+  return jnp.where(valid, x, jnp.zeros((), x.dtype))
+
+
+def _conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array,
+            stride: int) -> jax.Array:
+  """VALID 2-D convolution, `[B, T, F, Cin] -> [B, T', F', Cout]`."""
+  y = jax.lax.conv_general_dilated(
+      x, kernel, window_strides=(stride, stride), padding='VALID',
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return y + bias
+
+
+def _max_pool(x: jax.Array, size: int) -> jax.Array:
+  """VALID square max-pool with stride = size, `[B, T, F, C]`."""
+  return jax.lax.reduce_window(
+      x, -jnp.inf, jax.lax.max, window_dimensions=(1, size, size, 1),
+      window_strides=(1, size, size, 1), padding='VALID')
+
+
+class _Conv(nn.Module):
+  """Holds the parameters of one conv layer and applies `_conv2d`."""
+  spec: ConvSpec
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k = self.spec.kernel
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (k, k, x.shape[-1], self.spec.features),
+                        self.param_dtype)
+    bias = self.param('bias', nn.initializers.zeros_init(),
+                      (self.spec.features,), self.param_dtype)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias,
+                                              dtype=self.dtype)
+    return _conv2d(x, kernel, bias, self.spec.stride)
+
+
+# ----------------------------------------------------------------------------
+# The model.
+# ----------------------------------------------------------------------------
+
+
+class CRNN(nn.Module):
+  """CNN-BiGRU emotion classifier with an embedding for the centre loss.
+
+  `model.apply(variables, features, frame_lengths) -> (logits, embeddings)`
+  with `features` `[batch, frames, bins]` float32 (any number of bins, e.g.
+  128 Mel or 513 STFT) and `frame_lengths` `[batch]` int32. Inputs shorter
+  than `min_frames(convs)` are zero-padded up to it (`pad_to_min_frames`).
+  The sequence the GRU reads, `[batch, steps, bins' * channels]`, is sown as
+  `intermediates/gru_inputs`.
+
+  Attributes:
+    num_classes: number of emotion classes (FC2 outputs).
+    convs: the conv layers; the paper's by default.
+    gru_units: units of each GRU direction.
+    embedding_dim: FC1 units, the size of the embedding `z`.
+    share_gru_weights: use one GRU cell for both directions, as the authors'
+      TF1 code may have done by passing one cell object to both; two
+      independent GRUs by default.
+    dtype: computation dtype.
+    param_dtype: parameter dtype.
+  """
+  num_classes: int = 4
+  convs: Sequence[ConvSpec] = PAPER_CONVS
+  gru_units: int = 128
+  embedding_dim: int = 64
+  share_gru_weights: bool = False
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, features: jax.Array, frame_lengths: jax.Array):
+    """Computes logits and embeddings.
+
+    Args:
+      features: `[batch, frames, bins]` spectrograms, padded along time.
+      frame_lengths: `[batch]` int, valid frames of each utterance.
+
+    Returns:
+      `(logits [batch, num_classes], embeddings [batch, embedding_dim])`.
+    """
+    batch = features.shape[0]
+    chex.assert_rank(features, 3)
+    chex.assert_shape(frame_lengths, (batch,))
+    x, lengths = pad_to_min_frames(features, frame_lengths, self.convs)
+    seq_shape = sequence_shape(x.shape[1], x.shape[2], self.convs)
+    x = self._conv_stack(x[..., None], lengths)  # [B, T', F', C]
+    lengths = output_length(lengths, self.convs)  # >= 1 after the padding
+    x = x.reshape(x.shape[:2] + (-1,))  # [B, T', F' * C]
+    chex.assert_shape(x, (batch,) + seq_shape)
+    self.sow('intermediates', 'gru_inputs', x)
+    h = self._bigru(x, lengths)  # [B, 2 * gru_units]
+    z = nn.Dense(self.embedding_dim, dtype=self.dtype,
+                 param_dtype=self.param_dtype, name='fc1')(h)
+    z = nn.PReLU(param_dtype=self.param_dtype, name='prelu')(z)
+    logits = nn.Dense(self.num_classes, dtype=self.dtype,
+                      param_dtype=self.param_dtype, name='fc2')(z)
+    chex.assert_shape(logits, (batch, self.num_classes))
+    chex.assert_shape(z, (batch, self.embedding_dim))
+    return logits, z
+
+  def _conv_stack(self, x: jax.Array, lengths: jax.Array) -> jax.Array:
+    """Convs, length masks, ReLUs, pools: `[B, T, F, 1] -> [B, T', F', C]`."""
+    for i, spec in enumerate(self.convs):
+      x = _Conv(spec, dtype=self.dtype, param_dtype=self.param_dtype,
+                name=f'conv{i + 1}')(x)
+      lengths = valid_length(lengths, spec.kernel, spec.stride)
+      x = nn.relu(_mask_time(x, lengths))  # the authors mask before the ReLU
+      if spec.pool:
+        x = _max_pool(x, spec.pool)
+        lengths = valid_length(lengths, spec.pool, spec.pool)
+    return x
+
+  def _bigru(self, x: jax.Array, lengths: jax.Array) -> jax.Array:
+    """[forward at the last valid step, backward at step 0], `[B, 2H]`."""
+    def rnn(name):
+      # The cell is created here, so its parameters sit under `name`.
+      cell = nn.GRUCell(self.gru_units, dtype=self.dtype,
+                        param_dtype=self.param_dtype, name=name)
+      return nn.RNN(cell, return_carry=True)
+
+    if self.share_gru_weights:
+      forward = backward = rnn('gru')
+    else:
+      forward, backward = rnn('gru_fw'), rnn('gru_bw')
+    # With `seq_lengths` the returned carry is the one at the last valid step
+    # (a GRU's carry is its output). In reverse, flax flips only the valid
+    # part, so the backward GRU starts at the last valid step and its last
+    # valid carry is its output at step 0.
+    h_fw, _ = forward(x, seq_lengths=lengths)
+    h_bw, _ = backward(x, seq_lengths=lengths, reverse=True)
+    return jnp.concatenate([h_fw, h_bw], axis=-1)
