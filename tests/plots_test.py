@@ -1,0 +1,104 @@
+"""jaxser.plots: real PNGs with content; PCA along the known direction."""
+
+from matplotlib import image as mpl_image
+import numpy as np
+import pytest
+
+from jaxser import plots
+
+CLASSES = ('neutral', 'angry', 'happy', 'sad')
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def assert_png(path, min_bytes=5000):
+  data = path.read_bytes()
+  assert data[:8] == PNG_SIGNATURE
+  assert len(data) > min_bytes
+  pixels = mpl_image.imread(str(path))
+  height, width = pixels.shape[:2]
+  assert height > 200 and width > 200
+  # Not a blank canvas: many distinct colours.
+  rgb = (pixels[..., :3] * 255).astype(np.uint32)
+  colours = np.unique(rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2])
+  assert len(colours) > 20
+
+
+def test_confusion_writes_png(tmp_path):
+  cm = np.array([[50, 5, 3, 2], [4, 40, 6, 0], [10, 8, 30, 2], [0, 0, 0, 0]])
+  path = tmp_path / 'sub' / 'confusion.png'
+  assert plots.confusion(cm, CLASSES, path, title='fold 0') == path
+  assert_png(path)
+
+
+def test_confusion_rejects_wrong_shape(tmp_path):
+  with pytest.raises(ValueError, match='shape'):
+    plots.confusion(np.ones((3, 3)), CLASSES, tmp_path / 'x.png')
+
+
+def test_pca_2d_finds_the_dominant_direction():
+  rng = np.random.default_rng(0)
+  direction = np.array([1.0, 2.0, -2.0, 0.0]) / 3  # unit length
+  second = np.array([0.0, 0.0, 0.0, 1.0])
+  coords = rng.normal(size=(500, 1)) * 10
+  fit = (5 + coords * direction + rng.normal(size=(500, 1)) * second
+         + rng.normal(size=(500, 4)) * 0.01)
+  fit_2d, test_2d = plots.pca_2d(fit, fit.mean(0) + np.array([3 * direction,
+                                                              -2 * second]))
+  assert fit_2d.shape == (500, 2) and test_2d.shape == (2, 2)
+  # The first coordinate is the position along `direction` (the sign is fixed
+  # so that the largest loading, the +2/3 or -2/3, is positive).
+  sign = np.sign(np.corrcoef(fit_2d[:, 0], coords[:, 0])[0, 1])
+  np.testing.assert_allclose(fit_2d[:, 0], sign * (coords[:, 0] - coords.mean()),
+                             atol=0.1)
+  assert np.var(fit_2d[:, 0]) > 50 * np.var(fit_2d[:, 1])
+  np.testing.assert_allclose(np.abs(test_2d), [[3, 0], [0, 2]], atol=0.05)
+  # Centred on the fit set.
+  np.testing.assert_allclose(fit_2d.mean(0), 0, atol=1e-9)
+
+
+def test_pca_2d_handles_one_dimension():
+  (projected,) = plots.pca_2d(np.arange(6.0)[:, None])
+  np.testing.assert_allclose(projected[:, 0], np.arange(6.0) - 2.5)
+  np.testing.assert_array_equal(projected[:, 1], 0)
+
+
+def test_embeddings_pca_writes_png(tmp_path):
+  rng = np.random.default_rng(1)
+  centres = rng.normal(size=(4, 8)) * 5
+  train_labels = rng.integers(0, 4, 200)
+  test_labels = rng.integers(0, 4, 60)
+  train_z = centres[train_labels] + rng.normal(size=(200, 8))
+  test_z = centres[test_labels] + rng.normal(size=(60, 8))
+  path = tmp_path / 'pca.png'
+  assert plots.embeddings_pca(train_z, train_labels, test_z, test_labels,
+                              CLASSES, path, title='centre loss') == path
+  assert_png(path)
+
+
+def test_training_curves_writes_png(tmp_path):
+  records = []
+  for step in range(0, 300, 10):
+    records.append({'step': step, 'split': 'train', 'loss': 2 / (1 + step),
+                    'ce': 1.5 / (1 + step), 'center': 5 / (1 + step)})
+    if step >= 100 and step % 30 == 0:
+      records.append({'step': step, 'split': 'dev', 'ua': 0.3 + step / 1000,
+                      'wa': 0.35 + step / 1200})
+  records.append({'step': 290, 'split': 'test', 'ua': 0.5, 'wa': 0.6})
+  path = tmp_path / 'curves.png'
+  assert plots.training_curves(records, path) == path
+  assert_png(path)
+
+
+def test_training_curves_without_dev_records(tmp_path):
+  records = [{'step': s, 'split': 'train', 'loss': 1.0, 'ce': 1.0, 'center': 0.0}
+             for s in range(5)]
+  assert_png(plots.training_curves(records, tmp_path / 'c.png'))
+  assert_png(plots.training_curves([], tmp_path / 'empty.png'), min_bytes=2000)
+
+
+def test_bars_writes_png(tmp_path):
+  path = plots.bars({'softmax': [0.61, 0.63, 0.62], 'centre loss': [0.66, 0.67]},
+                    tmp_path / 'bars.png', ylabel='UA')
+  assert_png(path)
+  with pytest.raises(ValueError, match='no values'):
+    plots.bars({'empty': []}, tmp_path / 'no.png')
