@@ -1,0 +1,86 @@
+"""A corpus described by a CSV manifest: any layout, one row per utterance.
+
+    path,label,speaker,session,gender
+    clips/a.wav,angry,spk1,s1,F
+    /data/b.flac,neutral,spk2,s1,M
+
+Required columns: `path` (relative paths resolve against the CSV's folder)
+and `label` (a canonical name such as `neutral`, or an alias such as `anger`,
+`fear`, `neu`: see `records.LABEL_ALIASES`). Optional columns: `id` (default:
+the path relative to the CSV's folder, without its suffix), `speaker`,
+`session`, `gender` (M/F/male/female; anything else is unknown) and
+`improvised` (true/false, yes/no, 1/0, improvised/scripted). Other columns are
+ignored. Audio may be any format libsndfile reads, at any rate.
+"""
+
+import csv
+import os
+import pathlib
+
+from jaxser.data import records
+from jaxser.errors import CorpusError
+
+NAME = 'manifest'
+FILE_NAME = 'manifest.csv'  # looked for when `root` is a folder
+REQUIRED = ('path', 'label')
+
+_BOOLEANS = {'true': True, 'yes': True, '1': True, 'improvised': True,
+             'false': False, 'no': False, '0': False, 'scripted': False}
+
+
+def read(root, *, corpus: str = NAME) -> tuple[list[records.Utterance], list[records.Issue]]:
+  """Every row of a manifest CSV.
+
+  Args:
+    root: the CSV file, or a folder holding `manifest.csv`.
+    corpus: the name the records carry (the demo corpus passes 'demo').
+
+  Returns:
+    The utterances (audio not yet checked) and the rows that could not be
+    used (missing fields, unknown labels).
+
+  Raises:
+    CorpusError: no such CSV, or it lacks a `path` or `label` column.
+  """
+  csv_path = pathlib.Path(root)
+  if csv_path.is_dir():
+    csv_path = csv_path / FILE_NAME
+  if not csv_path.is_file():
+    raise CorpusError(f'{csv_path}: no manifest CSV there')
+  with open(csv_path, newline='', encoding='utf-8-sig') as f:
+    reader = csv.DictReader(f)
+    columns = [c.strip().lower() for c in reader.fieldnames or ()]
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+      raise CorpusError(f'{csv_path}: the manifest has no {" or ".join(missing)} '
+                        f'column (columns: {", ".join(columns) or "none"})')
+    rows = [{k.strip().lower(): (v or '').strip() for k, v in row.items() if k}
+            for row in reader]
+  # Row 1 is the header, so data rows start at 2 (as a spreadsheet shows them).
+  return records.collect(
+      _parse(row, csv_path, number, corpus) for number, row in enumerate(rows, 2)
+      if any(row.values()))
+
+
+def _parse(row: dict, csv_path: pathlib.Path, number: int, corpus: str):
+  where = f'{csv_path.name} row {number}'
+  if not row.get('path') or not row.get('label'):
+    return records.Issue('bad manifest row', str(csv_path),
+                         f'row {number}: empty path or label (path '
+                         f'{row.get("path", "")!r}, label {row.get("label", "")!r})')
+  path = pathlib.Path(os.path.abspath(csv_path.parent / row['path']))
+  label = records.canonical_label(row['label'])
+  if label is None:
+    return records.Issue('unknown label', str(path),
+                         f'label {row["label"]!r} ({where}) is not an emotion label')
+  improvised = row.get('improvised', '').lower()
+  if improvised and improvised not in _BOOLEANS:
+    return records.Issue('bad manifest row', str(path),
+                         f'improvised {row["improvised"]!r} ({where}) is not true/false')
+  default_id = pathlib.PurePath(os.path.relpath(path, csv_path.parent)).with_suffix('')
+  return records.Utterance(
+      id=row.get('id') or default_id.as_posix(), path=str(path), label=label,
+      speaker=row.get('speaker') or None,
+      gender=records.parse_gender(row.get('gender')),
+      session=row.get('session') or None,
+      improvised=_BOOLEANS.get(improvised), corpus=corpus)
