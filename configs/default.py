@@ -1,0 +1,64 @@
+"""The paper's setting 2: log-Mel input, lambda 0.3, alpha 0.5 (SPEC.md sections 3-4).
+
+  python -m jaxser.main --config=configs/default.py --workdir=/tmp/ser \
+      --config.corpus_root=/data/IEMOCAP_full_release
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+
+  # Data.
+  config.corpus = 'iemocap'  # iemocap | crema_d | ravdess | emodb | tess | manifest | demo
+  config.corpus_root = ''  # Folder of the corpus (the CSV file for 'manifest').
+  config.classes = 'paper4'  # Label map: 'paper4' or class names 'neutral,angry,...'.
+  config.strict_data = False  # Fail on any bad file instead of skipping it (reported).
+  config.cache_dir = ''  # Feature cache; '' = <workdir>/../jaxser_cache.
+  config.demo_utterances = 800  # Size of the synthesised demo corpus (corpus='demo').
+  config.demo_seed = 0  # Seed of the demo corpus.
+
+  # Protocol: which utterances train, select (dev) and report (test).
+  config.protocol = 'paper'  # paper | loso | random
+  config.fold = 0  # Fold of the protocol to run (crossval runs them all).
+  config.split_seed = 0  # Seed of the protocol's random subsets.
+
+  # Features (SPEC.md section 1).
+  config.features = ml_collections.ConfigDict()
+  config.features.kind = 'mel'  # mel (128 bins) | stft (513 bins).
+  config.features.n_fft = 1024  # FFT size.
+  config.features.hop_length = 160  # 10 ms.
+  config.features.win_length = 640  # 40 ms Hamming window.
+  config.features.n_mels = 128  # Mel bands.
+  config.features.top_db = 80.0  # Per-utterance dynamic range.
+  config.features.max_frames = 1400  # Middle 14 s of longer utterances.
+
+  # Model (SPEC.md section 2): (filters, kernel, stride, pool) per conv layer.
+  config.model = ml_collections.ConfigDict()
+  config.model.convs = ((48, 7, 2, 0), (64, 3, 1, 2), (80, 3, 1, 2), (96, 3, 1, 2))
+  config.model.gru_units = 128  # Units of each GRU direction.
+  config.model.embedding_dim = 64  # FC1 units: the centre-loss feature z.
+  config.model.share_gru_weights = False  # One cell for both directions (TF1 code).
+
+  # Losses and centres (SPEC.md section 3).
+  config.center_loss_weight = 0.3  # lambda of equation (7); 0 = softmax only.
+  config.center_alpha = 0.5  # alpha of equation (4).
+  config.center_update = 'ema'  # ema (equation 4) | wen (Wen et al., authors' code).
+  config.warmup_steps = 20  # Steps with lambda = 0 and alpha = 1 first.
+
+  # Optimisation and selection (SPEC.md section 4).
+  config.learning_rate = 3e-4  # Adam, constant.
+  config.batch_size = 32  # Global batch.
+  config.num_train_steps = 3520  # 3520 for Mel, 2920 for STFT (authors' code).
+  config.eval_every_steps = 11  # Dev evaluation period...
+  config.eval_start_step = 200  # ...once this step is passed.
+  config.eval_batch_size = 64  # Batch for dev/test/predict.
+  config.buckets = (100, 200, 300, 400, 600, 800, 1000, 1400)  # Padded frame lengths.
+  config.seed = 0  # Parameter init and data order.
+
+  # Bookkeeping.
+  config.log_every_steps = 20  # Progress line and train metrics.
+  config.checkpoint_every_steps = 100  # Latest-state checkpoint (for resuming).
+  config.plots = True  # Confusion, PCA and curve PNGs at the end.
+  return config

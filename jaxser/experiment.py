@@ -1,0 +1,227 @@
+"""What one run needs around the training loop: its data, checks, lock, plots.
+
+`prepare(config, workdir)` turns a config into the run's data: the corpus
+read and screened, the protocol's fold, features from the on-disk cache, the
+class weights and the standardiser of the training split.
+"""
+
+import dataclasses
+import fcntl
+import json
+import os
+
+from absl import logging
+import ml_collections
+import numpy as np
+
+from jaxser import data as data_lib
+from jaxser import features as features_lib
+from jaxser import input_pipeline
+from jaxser import losses
+from jaxser import models
+from jaxser import protocols
+from jaxser.data import cache as cache_lib
+from jaxser.errors import CheckpointError
+from jaxser.errors import ConfigError
+from jaxser.errors import JaxserError
+
+
+@dataclasses.dataclass
+class RunData:
+  """The data of one fold, ready for the input pipeline."""
+  label_map: data_lib.LabelMap
+  feature_params: features_lib.FeatureParams
+  fold_name: str
+  utterances: list
+  train: input_pipeline.Examples
+  dev: input_pipeline.Examples
+  test: input_pipeline.Examples
+  class_weights: np.ndarray  # [classes]
+  standardizer: features_lib.Standardizer
+
+
+def feature_params(config: ml_collections.ConfigDict) -> features_lib.FeatureParams:
+  f = config.features
+  return features_lib.FeatureParams(
+      kind=f.kind, n_fft=f.n_fft, hop_length=f.hop_length,
+      win_length=f.win_length, n_mels=f.n_mels, top_db=f.top_db,
+      max_frames=f.max_frames)
+
+
+def cache_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
+  if config.cache_dir:
+    return config.cache_dir
+  return os.path.join(os.path.dirname(os.path.abspath(workdir)), 'jaxser_cache')
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Rejects impossible values before any work, naming the field.
+
+  Raises:
+    ConfigError: the first bad field found, with its value and why.
+  """
+  def check(ok, field, why):
+    if not ok:
+      raise ConfigError(f'config.{field}={config_value(config, field)!r}: {why}')
+
+  check(config.corpus in data_lib.READERS, 'corpus',
+        f'unknown corpus (known: {", ".join(data_lib.READERS)})')
+  if config.corpus != 'demo':
+    check(bool(config.corpus_root), 'corpus_root', 'is required for this corpus')
+    check(os.path.exists(config.corpus_root), 'corpus_root', 'does not exist')
+  check(config.protocol in protocols.PROTOCOLS, 'protocol',
+        f'unknown protocol (known: {", ".join(protocols.PROTOCOLS)})')
+  check(config.fold >= 0, 'fold', 'must be >= 0')
+  check(config.center_loss_weight >= 0, 'center_loss_weight', 'lambda must be >= 0')
+  check(0 < config.center_alpha <= 1, 'center_alpha', 'alpha must be in (0, 1]')
+  check(config.center_update in ('ema', 'wen'), 'center_update', "must be 'ema' or 'wen'")
+  check(config.warmup_steps >= 0, 'warmup_steps', 'must be >= 0')
+  check(config.learning_rate > 0, 'learning_rate', 'must be > 0')
+  for field in ('batch_size', 'eval_batch_size', 'num_train_steps',
+                'eval_every_steps', 'log_every_steps', 'checkpoint_every_steps'):
+    check(config[field] > 0, field, 'must be > 0')
+  check(config.eval_start_step >= 0, 'eval_start_step', 'must be >= 0')
+  check(len(config.buckets) > 0 and min(config.buckets) > 0, 'buckets',
+        'must be positive frame lengths')
+  check(max(config.buckets) >= config.features.max_frames, 'buckets',
+        f'the largest bucket must hold config.features.max_frames='
+        f'{config.features.max_frames} frames')
+  check(config.features.kind in ('mel', 'stft'), 'features.kind', "must be 'mel' or 'stft'")
+  check(len(config.model.convs) > 0, 'model.convs', 'needs at least one layer')
+  try:
+    bins = feature_params(config).num_bins
+    data_lib.get_label_map(config.classes)
+    convs = tuple(models.ConvSpec(*layer) for layer in config.model.convs)
+  except (ValueError, TypeError, ConfigError) as e:
+    raise ConfigError(f'config: {e}') from e
+  check(models.output_length(bins, convs) >= 1, 'model.convs',
+        f'leaves no frequency bin of the {bins} input bins; use fewer or '
+        'smaller layers, or more bins')
+
+
+def config_value(config, dotted: str):
+  value = config
+  for part in dotted.split('.'):
+    value = value[part]
+  return value
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: str) -> RunData:
+  """Reads the corpus, makes the fold, loads features, fits the standardiser."""
+  utterances, _, label_map = load_corpus(config)
+  params = feature_params(config)
+  feats = cache_lib.FeatureCache.build(utterances, params, cache_dir(config, workdir),
+                                       strict=config.strict_data)
+  # Items of the cache are the utterances whose audio decoded (the others
+  # were reported); folds index them.
+  utterances = feats.utterances
+  labels = label_map.indices(utterances)
+  folds = protocols.make_folds(config.protocol, utterances, labels,
+                               seed=config.split_seed)
+  if config.fold >= len(folds):
+    raise ConfigError(f'config.fold={config.fold}: protocol {config.protocol!r} '
+                      f'has {len(folds)} folds on this corpus')
+  fold = folds[config.fold]
+  counts = np.bincount(labels[fold.train], minlength=label_map.num_classes)
+  if np.any(counts == 0):
+    empty = [c for c, n in zip(label_map.classes, counts) if n == 0]
+    raise ConfigError(f'config.classes={config.classes!r}: no training utterance '
+                      f'of class {", ".join(empty)} in fold {fold.name}')
+  standardizer = features_lib.fit_standardizer(feats[int(i)] for i in fold.train)
+  logging.info('fold %s: %d train, %d dev, %d test; train counts %s',
+               fold.name, len(fold.train), len(fold.dev), len(fold.test),
+               dict(zip(label_map.classes, counts.tolist())))
+
+  def examples(indices):
+    return input_pipeline.Examples(feats, labels[indices], np.asarray(indices),
+                                   standardizer)
+
+  return RunData(label_map=label_map, feature_params=params, fold_name=fold.name,
+                 utterances=utterances, train=examples(fold.train),
+                 dev=examples(fold.dev), test=examples(fold.test),
+                 class_weights=np.asarray(losses.class_weights(counts), np.float32),
+                 standardizer=standardizer)
+
+
+def model_signature(config: ml_collections.ConfigDict, label_map) -> dict:
+  """What must match for a checkpoint to load into this run's model."""
+  return {'classes': list(label_map.classes),
+          'features': feature_params(config).to_dict(),
+          'model': json.loads(config.model.to_json_best_effort())}
+
+
+def check_compatible(meta: dict, config, label_map, workdir: str) -> None:
+  """Refuses a checkpoint made by another model, class set or features."""
+  saved, current = meta.get('model_signature'), model_signature(config, label_map)
+  if json.dumps(saved, sort_keys=True) != json.dumps(current, sort_keys=True):
+    diffs = [k for k in current if (saved or {}).get(k) != current[k]]
+    raise CheckpointError(
+        f'{workdir}: its checkpoint was made with other {", ".join(diffs)} '
+        f'(saved {json.dumps({k: (saved or {}).get(k) for k in diffs})}); '
+        'use another --workdir or the original config')
+
+
+class WorkdirLock:
+  """An exclusive lock on a workdir: a second run there is refused.
+
+  `flock` locks die with their process, so a killed run never leaves a stale
+  lock behind.
+  """
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, '.lock')
+    try:
+      self._file = open(self.path, 'a+')
+    except OSError as e:
+      raise JaxserError(f'{workdir}: cannot write in the workdir ({e})') from e
+    try:
+      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as e:
+      self._file.close()
+      raise JaxserError(f'{workdir}: another jaxser run is using this workdir '
+                        '(locked); wait for it or choose another --workdir') from e
+    self._file.seek(0)
+    self._file.truncate()
+    self._file.write(f'{os.getpid()}\n')
+    self._file.flush()
+
+  def release(self):
+    fcntl.flock(self._file, fcntl.LOCK_UN)
+    self._file.close()
+
+
+def write_plots(workdir: str, classes, confusion, train_out: dict,
+                test_out: dict) -> dict:
+  """Confusion matrix, PCA of the embeddings and training curves as PNGs."""
+  from jaxser import plots  # pylint: disable=g-import-not-at-top (matplotlib is slow to import)
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    records = [json.loads(line) for line in f]
+  return {
+      'confusion': plots.confusion(np.asarray(confusion), classes,
+                                   os.path.join(workdir, 'confusion.png'),
+                                   title='test confusion (row-normalised)'),
+      'embeddings': plots.embeddings_pca(
+          train_out['embeddings'], train_out['labels'], test_out['embeddings'],
+          test_out['labels'], classes, os.path.join(workdir, 'embeddings_pca.png')),
+      'curves': plots.training_curves(records, os.path.join(workdir, 'curves.png')),
+  }
+
+
+
+def load_corpus(config: ml_collections.ConfigDict):
+  """The configured corpus: `(utterances, class indices [n], label_map)`."""
+  label_map = data_lib.get_label_map(config.classes)
+  options = {}
+  if config.corpus == 'demo':
+    options = dict(num_utterances=config.demo_utterances, seed=config.demo_seed)
+  utterances, _ = data_lib.load_corpus(config.corpus, config.corpus_root or None,
+                                       label_map=label_map,
+                                       strict=config.strict_data, **options)
+  return utterances, label_map.indices(utterances), label_map
+
+
+def num_folds(config: ml_collections.ConfigDict) -> int:
+  """How many folds `config.protocol` makes on the configured corpus."""
+  utterances, labels, _ = load_corpus(config)
+  return len(protocols.make_folds(config.protocol, utterances, labels,
+                                  seed=config.split_seed))

@@ -1,0 +1,63 @@
+"""Trains and evaluates one fold: `python -m jaxser.main --config=... --workdir=...`.
+
+  python -m jaxser.main --config=configs/default.py --workdir=/tmp/ser \
+      --config.corpus_root=/data/IEMOCAP_full_release --config.fold=2
+
+Rerunning the same command resumes from the latest checkpoint in --workdir.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+import numpy as np
+
+# Config files import their base as `from configs import default`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jaxser import train  # pylint: disable=g-import-not-at-top
+from jaxser.errors import JaxserError  # pylint: disable=g-import-not-at-top
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints, metrics and plots go.')
+config_flags.DEFINE_config_file('config', None, 'The experiment config file.',
+                                lock_config=True)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  try:
+    results = train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
+  except JaxserError as e:
+    logging.error('%s', e)
+    sys.exit(f'jaxser: {e}')
+  print(summary_text(results, _WORKDIR.value))
+
+
+def summary_text(results: dict, workdir: str) -> str:
+  """What a person reads at the end of a run."""
+  classes = results['classes']
+  cm = np.asarray(results['confusion'], np.float64)
+  rows = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+  width = max(len(c) for c in classes) + 2
+  lines = [f'fold {results["fold"]}: test UA {100 * results["ua"]:.2f}%  '
+           f'WA {100 * results["wa"]:.2f}%  (dev UA {100 * results["dev"]["ua"]:.2f}%, '
+           f'selected step {results["selected_step"]})',
+           'test confusion, row-normalised (rows: true class):',
+           ' ' * width + ''.join(f'{c[:7]:>8}' for c in classes)]
+  lines += [f'{c:<{width}}' + ''.join(f'{v:8.3f}' for v in row)
+            for c, row in zip(classes, rows)]
+  lines.append(f'results: {os.path.join(workdir, "results.json")}')
+  for name, path in sorted(results.get('plots', {}).items()):
+    lines.append(f'plot ({name}): {path}')
+  lines.append(f'checkpoints: {os.path.join(workdir, "best")} (best dev UA), '
+               f'{os.path.join(workdir, "checkpoints")} (latest)')
+  return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,383 @@
+"""Training and evaluation: TrainState, the jitted steps, train_and_evaluate.
+
+`train_step(state, batch) -> (state, metrics)` is pure: the class centres live
+in the state next to the parameters and the optimizer state, and the whole
+step (forward, joint loss, Adam, centre update) is one jit-compiled program
+per padded length, with the state donated.
+"""
+
+import functools
+import json
+import os
+import time
+from typing import Any, Callable
+
+from absl import logging
+import flax
+from flax import struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxser import center_loss
+from jaxser import checkpoint as checkpoint_lib
+from jaxser import features as features_lib
+from jaxser import input_pipeline
+from jaxser import losses
+from jaxser import metrics as metrics_lib
+from jaxser import models
+from jaxser import experiment
+from jaxser.errors import NonFiniteError
+
+
+@struct.dataclass
+class TrainState:
+  """Everything a training step reads and writes."""
+  step: jax.Array  # int32 scalar: steps taken.
+  params: Any
+  opt_state: Any
+  centers: center_loss.CenterLossState  # [classes, embedding_dim]
+  rng: jax.Array  # one key; per-step keys are fold_in(rng, step)
+  apply_fn: Callable = struct.field(pytree_node=False)
+  tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+
+def create_model(config: ml_collections.ConfigDict, num_classes: int) -> models.CRNN:
+  convs = tuple(models.ConvSpec(*layer) for layer in config.model.convs)
+  return models.CRNN(num_classes=num_classes, convs=convs,
+                     gru_units=config.model.gru_units,
+                     embedding_dim=config.model.embedding_dim,
+                     share_gru_weights=config.model.share_gru_weights)
+
+
+def create_train_state(config: ml_collections.ConfigDict, model: models.CRNN,
+                       num_bins: int) -> TrainState:
+  """Initial parameters (from `config.seed`), Adam state and zero centres."""
+  rng = jax.random.PRNGKey(config.seed)
+  init_rng, state_rng = jax.random.split(rng)
+  frames = models.min_frames(model.convs)
+  variables = model.init(init_rng, jnp.zeros((1, frames, num_bins), jnp.float32),
+                         jnp.full((1,), frames, jnp.int32))
+  tx = optax.adam(config.learning_rate)
+  params = variables['params']
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+      centers=center_loss.init(model.num_classes, model.embedding_dim),
+      rng=state_rng, apply_fn=model.apply, tx=tx)
+
+
+def train_step(state: TrainState, batch: dict, *, class_weights: jax.Array,
+               lam: float, alpha: float, warmup_steps: int,
+               rule: str = 'ema') -> tuple[TrainState, dict]:
+  """One step of the joint loss (equation 7), Adam and the centre update (4).
+
+  Args:
+    state: the current TrainState.
+    batch: `features [B, T, F]`, `frame_lengths [B]`, `labels [B]`, `mask [B]`.
+    class_weights: `[classes]` from the training split's counts.
+    lam, alpha: lambda and alpha after the warm-up.
+    warmup_steps: steps with lambda 0 and alpha 1 first.
+    rule: the centre update, 'ema' (equation 4) or 'wen'.
+
+  Returns:
+    The new state and a flat dict of scalar metrics.
+  """
+  lam_t, alpha_t = losses.warmup_schedule(
+      state.step, warmup_steps=warmup_steps, lam=lam, alpha=alpha)
+  labels, mask = batch['labels'], batch['mask']
+
+  def loss_fn(params):
+    logits, embeddings = state.apply_fn({'params': params}, batch['features'],
+                                        batch['frame_lengths'])
+    total, parts = losses.joint_loss(logits, embeddings, labels, state.centers,
+                                     class_weights=class_weights, lam=lam_t,
+                                     mask=mask)
+    return total, (logits, embeddings, parts)
+
+  (total, (logits, embeddings, parts)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  centers = center_loss.update(state.centers, embeddings, labels,
+                               alpha=alpha_t, mask=mask, rule=rule)
+  correct = (jnp.argmax(logits, -1) == labels) & mask
+  metrics = {
+      'loss': total, 'ce': parts['ce'], 'center': parts['center'],
+      'lambda': lam_t, 'alpha': alpha_t,
+      'accuracy': jnp.sum(correct) / jnp.maximum(jnp.sum(mask), 1),
+      'grad_norm': optax.tree.norm(grads),
+      'center_max_abs': jnp.max(jnp.abs(centers.centers)),
+  }
+  new_state = state.replace(step=state.step + 1, params=params,
+                            opt_state=opt_state, centers=centers)
+  return new_state, metrics
+
+
+def eval_step(state: TrainState, batch: dict) -> dict:
+  """Logits and embeddings of a batch (padding rows included)."""
+  logits, embeddings = state.apply_fn({'params': state.params},
+                                      batch['features'], batch['frame_lengths'])
+  return {'logits': logits, 'embeddings': embeddings}
+
+
+def make_steps(config: ml_collections.ConfigDict, class_weights: np.ndarray):
+  """The jitted train step (state donated) and eval step for a config."""
+  step = functools.partial(
+      train_step, class_weights=jnp.asarray(class_weights, jnp.float32),
+      lam=config.center_loss_weight, alpha=config.center_alpha,
+      warmup_steps=config.warmup_steps, rule=config.center_update)
+  return jax.jit(step, donate_argnums=0), jax.jit(eval_step)
+
+
+def evaluate(eval_fn, state: TrainState, examples: input_pipeline.Examples, *,
+             batch_size: int, buckets, num_classes: int,
+             class_weights: np.ndarray | None = None) -> tuple[dict, dict]:
+  """Runs a whole split: metrics, and per-utterance outputs in split order.
+
+  Returns:
+    `(metrics, outputs)`: metrics has 'ua', 'wa', 'ce' (class-weighted when
+    `class_weights` is given), 'recall' (per class), 'confusion' (counts);
+    outputs has 'logits', 'embeddings', 'labels' in the split's order.
+  """
+  n = len(examples)
+  logits = np.zeros((n, num_classes), np.float32)
+  embeddings = None
+  for rows, batch in input_pipeline.eval_batches(examples, batch_size=batch_size,
+                                                 buckets=buckets):
+    out = jax.device_get(eval_fn(state, batch))
+    logits[rows] = out['logits'][:len(rows)]
+    if embeddings is None:
+      embeddings = np.zeros((n, out['embeddings'].shape[-1]), np.float32)
+    embeddings[rows] = out['embeddings'][:len(rows)]
+  labels = np.asarray(examples.labels)
+  cm = np.asarray(metrics_lib.confusion_matrix(labels, logits.argmax(-1), num_classes))
+  ce = np.asarray(losses.weighted_cross_entropy(jnp.asarray(logits), jnp.asarray(labels)))
+  weights = np.ones(num_classes) if class_weights is None else np.asarray(class_weights)
+  result = {
+      'ua': float(metrics_lib.unweighted_accuracy(cm)),
+      'wa': float(metrics_lib.weighted_accuracy(cm)),
+      'ce': float(np.sum(weights[labels] * ce) / max(np.sum(weights[labels]), 1e-12)),
+      'recall': [float(r) for r in np.asarray(metrics_lib.per_class_recall(cm))],
+      'confusion': cm.astype(int).tolist(),
+  }
+  return result, {'logits': logits, 'embeddings': embeddings, 'labels': labels}
+
+
+# --------------------------------------------------------------------------
+# The main job.
+
+
+class MetricsWriter:
+  """metrics.jsonl (deterministic: no timings) and TensorBoard events."""
+
+  def __init__(self, workdir: str, resume_step: int):
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    # Lines written after the restored checkpoint by a killed run are dropped,
+    # so a resumed run's file equals an uninterrupted run's.
+    kept = []
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        kept = [line for line in f if json.loads(line)['step'] <= resume_step]
+    with open(self.path + '.tmp', 'w') as f:
+      f.writelines(kept)
+    os.replace(self.path + '.tmp', self.path)
+    self._file = open(self.path, 'a')
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+  def write(self, step: int, split: str, values: dict) -> None:
+    record = {'step': int(step), 'split': split, **values}
+    self._file.write(json.dumps(record) + '\n')
+    self._file.flush()
+    for key, value in values.items():
+      if isinstance(value, (int, float)):
+        self._tb.add_scalar(f'{split}/{key}', value, step)
+
+  def close(self):
+    self._file.close()
+    self._tb.close()
+
+
+def _check_finite(step_metrics: list[tuple[int, dict]]) -> None:
+  for step, values in step_metrics:
+    for key in ('loss', 'ce', 'center', 'center_max_abs', 'grad_norm'):
+      if not np.isfinite(values[key]):
+        raise NonFiniteError(
+            f'step {step}: {key} is {values[key]} (non-finite); training stopped, '
+            f'the last good checkpoint is kept')
+
+
+def _mean_metrics(step_metrics: list[tuple[int, dict]]) -> dict:
+  keys = step_metrics[0][1].keys()
+  return {k: float(np.mean([m[k] for _, m in step_metrics])) for k in keys}
+
+
+class _Progress:
+  """Steps per second and ETA for the progress line."""
+
+  def __init__(self, start_step: int, total: int):
+    self.start_step, self.total = start_step, total
+    self.t0 = time.perf_counter()
+
+  def line(self, step: int, values: dict) -> str:
+    elapsed = time.perf_counter() - self.t0
+    rate = (step - self.start_step) / max(elapsed, 1e-9)
+    eta = (self.total - step) / max(rate, 1e-9)
+    return (f'step {step}/{self.total} loss {values["loss"]:.4f} '
+            f'ce {values["ce"]:.4f} center {values["center"]:.4f} '
+            f'acc {values["accuracy"]:.3f} | {rate:.2f} steps/s, ETA {eta:.0f} s')
+
+
+def _meta(config, data, state_step: int, iterator_state, best: dict,
+          window: list) -> dict:
+  return {
+      'config': json.loads(config.to_json_best_effort()),
+      'classes': list(data.label_map.classes),
+      'features': data.feature_params.to_dict(),
+      'standardizer': {'mean': np.asarray(data.standardizer.mean).tolist(),
+                       'std': np.asarray(data.standardizer.std).tolist()},
+      'model_signature': experiment.model_signature(config, data.label_map),
+      'step': int(state_step),
+      'iterator': iterator_state,
+      'best': best,
+      'train_window': window,  # metrics since the last log line, for resuming
+  }
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       interrupt_at_step: int | None = None) -> dict | None:
+  """Trains on one fold, selects by dev UA, reports the test split.
+
+  Resumes from the latest checkpoint in `workdir` when there is one.
+
+  Args:
+    config: the experiment config.
+    workdir: checkpoints, metrics, results and plots go here.
+    interrupt_at_step: stop after this step as a pre-empted job would, with a
+      checkpoint saved there (for time-sliced schedulers and resume tests);
+      the same call without it later finishes the run.
+
+  Returns:
+    The results dict also written to `workdir/results.json`; None when
+    interrupted.
+  """
+  experiment.validate_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  lock = experiment.WorkdirLock(workdir)
+  try:
+    return _train_and_evaluate(config, workdir, interrupt_at_step)
+  finally:
+    lock.release()
+
+
+def _train_and_evaluate(config, workdir, interrupt_at_step):
+  data = experiment.prepare(config, workdir)
+  num_classes = data.label_map.num_classes
+  model = create_model(config, num_classes)
+  state = create_train_state(config, model, data.feature_params.num_bins)
+  train_fn, eval_fn = make_steps(config, data.class_weights)
+  checkpoints = checkpoint_lib.Checkpoints(workdir)
+  dataset = input_pipeline.train_dataset(
+      data.train, batch_size=config.batch_size, buckets=config.buckets,
+      seed=config.seed)
+  iterator = input_pipeline.train_iterator(dataset)
+
+  # Resume.
+  best = {'ua': -1.0, 'step': None}
+  window = []  # (step, metrics) since the last train log line
+  start = checkpoints.latest_step()
+  if start is not None:
+    restored, meta = checkpoints.restore(
+        checkpoint_lib.LATEST, checkpoint_lib.abstract(state))
+    experiment.check_compatible(meta, config, data.label_map, workdir)
+    state = state.replace(**{k: getattr(restored, k) for k in
+                             ('step', 'params', 'opt_state', 'centers', 'rng')})
+    iterator.set_state(meta['iterator'])
+    best = meta['best']
+    window = [tuple(item) for item in meta['train_window']]
+    logging.info('resumed from step %d in %s', start, workdir)
+  start = int(state.step)
+  writer = MetricsWriter(workdir, start)
+  progress = _Progress(start, config.num_train_steps)
+  eval_kw = dict(batch_size=config.eval_batch_size, buckets=config.buckets,
+                 num_classes=num_classes, class_weights=data.class_weights)
+
+  pending = []  # (step, device metrics) not yet fetched
+  for step in range(start + 1, config.num_train_steps + 1):
+    state, step_metrics = train_fn(state, next(iterator))
+    pending.append((step, step_metrics))
+    last = step == config.num_train_steps
+    log_now = step % config.log_every_steps == 0 or last
+    eval_now = (step > config.eval_start_step and
+                ((step - config.eval_start_step) % config.eval_every_steps == 0 or last))
+    interrupt = step == interrupt_at_step
+    save_now = step % config.checkpoint_every_steps == 0 or last or interrupt
+    if not (log_now or eval_now or save_now):
+      continue
+    fetched = [(s, {k: float(v) for k, v in jax.device_get(m).items()})
+               for s, m in pending]
+    pending = []
+    _check_finite(fetched)  # before anything is saved
+    window += fetched
+    if log_now:
+      values = _mean_metrics(window)
+      writer.write(step, 'train', values)
+      logging.info('%s', progress.line(step, values))
+      window = []
+    if eval_now:
+      dev, _ = evaluate(eval_fn, state, data.dev, **eval_kw)
+      writer.write(step, 'dev', {k: dev[k] for k in ('ua', 'wa', 'ce')})
+      logging.info('step %d dev UA %.4f WA %.4f', step, dev['ua'], dev['wa'])
+      if dev['ua'] > best['ua']:
+        best = {'ua': dev['ua'], 'wa': dev['wa'], 'step': step}
+        checkpoints.save(checkpoint_lib.BEST, step, state,
+                         _meta(config, data, step, None, best, []))
+    if save_now:
+      checkpoints.save(checkpoint_lib.LATEST, step, state,
+                       _meta(config, data, step, iterator.get_state(), best, window))
+    if interrupt:
+      logging.info('interrupted at step %d as asked; rerun to resume', step)
+      writer.close()
+      checkpoints.close()
+      return None
+
+  results = _final_report(config, workdir, data, state, eval_fn, checkpoints,
+                          best, eval_kw, writer)
+  writer.close()
+  checkpoints.close()
+  return results
+
+
+def _final_report(config, workdir, data, state, eval_fn, checkpoints, best,
+                  eval_kw, writer):
+  """Test (and dev) with the best parameters; results.json and plots."""
+  if best['step'] is not None:
+    restored, _ = checkpoints.restore(checkpoint_lib.BEST,
+                                      checkpoint_lib.abstract(state))
+    state = state.replace(params=restored.params, centers=restored.centers)
+  else:
+    logging.warning('no dev evaluation ran (num_train_steps <= eval_start_step): '
+                    'reporting the final parameters')
+  dev, _ = evaluate(eval_fn, state, data.dev, **eval_kw)
+  test, test_out = evaluate(eval_fn, state, data.test, **eval_kw)
+  step = config.num_train_steps
+  writer.write(step, 'test', {k: test[k] for k in ('ua', 'wa', 'ce')})
+  results = {
+      'fold': data.fold_name, 'seed': config.seed,
+      'classes': list(data.label_map.classes),
+      'selected_step': best['step'], 'dev': dev, 'test': test,
+      'ua': test['ua'], 'wa': test['wa'], 'confusion': test['confusion'],
+      'split_sizes': {'train': len(data.train), 'dev': len(data.dev),
+                      'test': len(data.test)},
+  }
+  with open(os.path.join(workdir, 'results.json'), 'w') as f:
+    json.dump(results, f, indent=1)
+  if config.plots:
+    _, train_out = evaluate(eval_fn, state, data.train, **eval_kw)
+    results['plots'] = experiment.write_plots(workdir, data.label_map.classes,
+                                            test['confusion'], train_out, test_out)
+  logging.info('test UA %.4f WA %.4f (selected step %s)', test['ua'], test['wa'],
+               best['step'])
+  return results

@@ -1,0 +1,149 @@
+"""The main job end to end on a tiny config: metrics, checkpoints, resume, predict."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from configs import tiny
+from jaxser import experiment
+from jaxser import input_pipeline
+from jaxser import predict
+from jaxser import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(manifest, tmp_path, **overrides):
+  config = tiny.get_config()
+  config.corpus = 'manifest'
+  config.corpus_root = manifest
+  config.cache_dir = str(tmp_path / 'cache')
+  config.plots = False
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+def read_metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_end_to_end_metrics_checkpoints_and_predict(tone_manifest, tmp_path):
+  config = tiny_config(tone_manifest, tmp_path, plots=True)
+  workdir = str(tmp_path / 'run')
+  results = train.train_and_evaluate(config, workdir)
+  records = read_metrics(workdir)
+  splits = {r['split'] for r in records}
+  assert splits == {'train', 'dev', 'test'}
+  train_lines = [r for r in records if r['split'] == 'train']
+  assert [r['step'] for r in train_lines] == [4, 8, 12]
+  assert all(np.isfinite(r['loss']) for r in train_lines)
+  assert 0.0 <= results['ua'] <= 1.0 and 0.0 <= results['wa'] <= 1.0
+  cm = np.asarray(results['confusion'])
+  assert cm.shape == (4, 4) and cm.sum() == results['split_sizes']['test']
+  assert os.listdir(os.path.join(workdir, 'checkpoints'))
+  assert os.listdir(os.path.join(workdir, 'best'))
+  for name in ('confusion.png', 'embeddings_pca.png', 'curves.png'):
+    assert os.path.getsize(os.path.join(workdir, name)) > 5000, name
+  with open(os.path.join(workdir, 'results.json')) as f:
+    assert json.load(f)['test']['confusion'] == results['confusion']
+
+  # Predict through the CLI on one file of the corpus and one broken file.
+  wav = os.path.join(os.path.dirname(tone_manifest), 's1_angry_0.wav')
+  broken = tmp_path / 'broken.wav'
+  broken.write_bytes(b'not audio')
+  out = subprocess.run(
+      [sys.executable, '-m', 'jaxser.predict', f'--workdir={workdir}',
+       f'--embeddings={tmp_path / "z.npy"}', wav, str(broken)],
+      capture_output=True, text=True, cwd=ROOT, check=True)
+  lines = [json.loads(line) for line in out.stdout.splitlines()]
+  assert lines[0]['file'] == str(broken) and 'unreadable' in lines[0]['error']
+  assert lines[1]['emotion'] in ('neutral', 'angry', 'happy', 'sad')
+  assert abs(sum(lines[1]['probabilities'].values()) - 1.0) < 1e-4
+  assert np.load(tmp_path / 'z.npy').shape == (1, config.model.embedding_dim)
+
+
+def test_predictor_matches_eval_of_the_best_checkpoint(tone_manifest, tmp_path):
+  config = tiny_config(tone_manifest, tmp_path)
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(config, workdir)
+  predictor = predict.Predictor(workdir)
+  from jaxser import audio
+  wav = os.path.join(os.path.dirname(tone_manifest), 's2_sad_1.wav')
+  probs, z = predictor([audio.load(wav)])
+  assert probs.shape == (1, 4) and z.shape == (1, config.model.embedding_dim)
+  np.testing.assert_allclose(probs.sum(), 1.0, rtol=1e-5)
+
+
+def test_compiled_train_steps_bounded_by_buckets(tone_manifest, tmp_path):
+  config = tiny_config(tone_manifest, tmp_path, batch_size=2,
+                       buckets=(60, 100, 140, 180, 300))
+  data = experiment.prepare(config, str(tmp_path / 'run'))
+  model = train.create_model(config, 4)
+  state = train.create_train_state(config, model, data.feature_params.num_bins)
+  train_fn, _ = train.make_steps(config, data.class_weights)
+  dataset = input_pipeline.train_dataset(data.train, batch_size=config.batch_size,
+                                         buckets=config.buckets, seed=0)
+  seen = set()
+  for i in range(30):
+    batch = dataset[i]
+    seen.add(batch['features'].shape[1])
+    state, _ = train_fn(state, batch)
+  jax.block_until_ready(state.params)
+  assert len(seen) >= 3  # the data really spans several buckets
+  assert train_fn._cache_size() <= len(config.buckets)
+  assert train_fn._cache_size() == len(seen)
+
+
+def test_resume_equals_uninterrupted_run(tone_manifest, tmp_path):
+  config = tiny_config(tone_manifest, tmp_path)
+  straight = str(tmp_path / 'straight')
+  resumed = str(tmp_path / 'resumed')
+  train.train_and_evaluate(config, straight)
+  assert train.train_and_evaluate(config, resumed, interrupt_at_step=6) is None
+  assert max(r['step'] for r in read_metrics(resumed)) <= 6
+  train.train_and_evaluate(config, resumed)
+  assert read_metrics(straight) == read_metrics(resumed)
+  from jaxser import checkpoint
+  a = checkpoint.Checkpoints(straight)
+  b = checkpoint.Checkpoints(resumed)
+  model = train.create_model(config, 4)
+  bins = experiment.feature_params(config).num_bins
+  target = checkpoint.abstract(train.create_train_state(config, model, bins))
+  sa, _ = a.restore(checkpoint.LATEST, target)
+  sb, _ = b.restore(checkpoint.LATEST, target)
+  assert int(sa.step) == int(sb.step) == config.num_train_steps
+  jax.tree_util.tree_map(np.testing.assert_array_equal, sa.params, sb.params)
+  np.testing.assert_array_equal(sa.centers.centers, sb.centers.centers)
+  with open(os.path.join(straight, 'results.json')) as f1, \
+       open(os.path.join(resumed, 'results.json')) as f2:
+    assert json.load(f1) == json.load(f2)
+
+
+def test_main_cli_runs_and_reports(tone_manifest, tmp_path):
+  workdir = tmp_path / 'cli'
+  out = subprocess.run(
+      [sys.executable, '-m', 'jaxser.main', '--config=configs/tiny.py',
+       f'--workdir={workdir}', '--config.corpus=manifest',
+       f'--config.corpus_root={tone_manifest}', f'--config.cache_dir={tmp_path / "c"}',
+       '--config.plots=False', '--config.num_train_steps=4'],
+      capture_output=True, text=True, cwd=ROOT)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert 'test UA' in out.stdout
+  assert (workdir / 'results.json').exists()
+
+
+def test_cli_rejects_bad_config_field(tone_manifest, tmp_path):
+  out = subprocess.run(
+      [sys.executable, '-m', 'jaxser.main', '--config=configs/tiny.py',
+       f'--workdir={tmp_path / "w"}', '--config.corpus=manifest',
+       f'--config.corpus_root={tone_manifest}', '--config.center_alpha=1.5'],
+      capture_output=True, text=True, cwd=ROOT)
+  assert out.returncode != 0
+  assert 'center_alpha' in out.stderr and 'alpha must be in (0, 1]' in out.stderr
