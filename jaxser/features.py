@@ -98,31 +98,41 @@ def _window(win_length: int) -> np.ndarray:
 
 def _frames(waveforms, starts, num_out: int, *, n_fft: int, hop_length: int,
             win_length: int):
-  """Windowed frames `[batch, num_out, win_length]` of the centred signal.
+  """Windowed frames `[batch, num_out, n_fft]` of the centred signal.
 
   Frame t of an utterance covers samples `[t * hop - n_fft // 2, ...)` of the
-  zero-padded signal; the window occupies its middle `win_length` samples
-  (librosa centres a short window inside the FFT), so only those are taken:
-  the FFT's zero padding around them changes the phase, not the power.
-  `starts` `[batch]` are the first kept frame of each utterance (the crop).
+  zero-padded signal, with the window centred in it and zeros around (as
+  librosa pads a short window). Frames are whole FFT inputs, so the FFT does
+  not pad them again. `starts` `[batch]` are the first kept frame of each
+  utterance (the crop).
   """
-  offset = (n_fft - win_length) // 2 - n_fft // 2  # window start vs. frame centre
-  span = (num_out - 1) * hop_length + win_length
-  left = -offset
-  padded = jnp.pad(waveforms, ((0, 0), (left, span)))
+  span = (num_out - 1) * hop_length + n_fft
+  padded = jnp.pad(waveforms, ((0, 0), (n_fft // 2, span)))
   take = lambda row, s: jax.lax.dynamic_slice(row, (s * hop_length,), (span,))
   signal = jax.vmap(take)(padded, starts)  # [batch, span]
-  if win_length % hop_length == 0:
-    # Each frame is `win // hop` consecutive hop-sized blocks: no gather.
-    k = win_length // hop_length
-    blocks = signal[:, :(num_out + k - 1) * hop_length].reshape(
-        signal.shape[0], num_out + k - 1, hop_length)
-    frames = jnp.concatenate([blocks[:, i:i + num_out] for i in range(k)], axis=-1)
-  else:
-    index = (jnp.arange(num_out)[:, None] * hop_length +
-             jnp.arange(win_length)[None, :])
-    frames = signal[:, index]
-  return frames * _window(win_length)
+  index = np.arange(num_out)[:, None] * hop_length + np.arange(n_fft)[None, :]
+  lpad = (n_fft - win_length) // 2
+  window = np.zeros(n_fft, np.float32)
+  window[lpad:lpad + win_length] = _window(win_length)
+  return signal[:, index] * window
+
+
+def _power(waveforms, starts, num_out: int, *, n_fft: int, hop_length: int,
+           win_length: int, chunks: int = 4):
+  """|rfft|^2 of the frames, `[batch, num_out, n_fft // 2 + 1]`.
+
+  The batch is cut into a few independent slices: XLA's CPU FFT runs on one
+  thread, and independent slices run side by side.
+  """
+  bounds = np.linspace(0, waveforms.shape[0], min(chunks, waveforms.shape[0]) + 1)
+  bounds = bounds.astype(int)
+  out = []
+  for lo, hi in zip(bounds[:-1], bounds[1:]):
+    frames = _frames(waveforms[lo:hi], starts[lo:hi], num_out, n_fft=n_fft,
+                     hop_length=hop_length, win_length=win_length)
+    spectrum = jnp.fft.rfft(frames)
+    out.append(jnp.real(spectrum) ** 2 + jnp.imag(spectrum) ** 2)
+  return jnp.concatenate(out) if len(out) > 1 else out[0]
 
 
 def power_spectrogram(waveforms, lengths, *, n_fft: int = 1024,
@@ -151,10 +161,8 @@ def power_spectrogram(waveforms, lengths, *, n_fft: int = 1024,
   total = num_frames(lengths, hop_length)
   starts = jnp.maximum(total - max_frames, 0) // 2
   frame_lengths = jnp.minimum(total, max_frames).astype(jnp.int32)
-  frames = _frames(waveforms, starts, num_out, n_fft=n_fft,
-                   hop_length=hop_length, win_length=win_length)
-  spectrum = jnp.fft.rfft(frames, n=n_fft)
-  power = jnp.real(spectrum) ** 2 + jnp.imag(spectrum) ** 2
+  power = _power(waveforms, starts, num_out, n_fft=n_fft,
+                 hop_length=hop_length, win_length=win_length)
   mask = frame_mask(frame_lengths, num_out)
   return jnp.where(mask[..., None], power, 0.0), frame_lengths
 
