@@ -4,6 +4,7 @@
 #   ./launch.sh test [pytest args]   the test suite
 #   ./launch.sh demo [flags]         the main job on the synthesised demo corpus
 #   ./launch.sh bench [--peer]       the benchmarks in bench/
+#   ./launch.sh ablate [flags]       the paper's ablations on the demo corpus (--quick: CPU size)
 #   ./launch.sh setup                only create / update the environment
 #
 # The environment lives in .venv/ (override with JAXSER_VENV). It is reinstalled
@@ -56,9 +57,15 @@ case "$cmd" in
       echo "== $script"
       "$venv/bin/python" "$script" "$@"
     done ;;
+  ablate)
+    # The paper's settings 1-4 and lambda/alpha sweeps (jaxser/ablate.py) on the
+    # demo corpus; --quick is the 2-core CPU size. Later flags override earlier.
+    setup
+    exec "$venv/bin/python" -m jaxser.ablate --config=configs/demo.py \
+      --workdir="$root/workdir/ablate" --alsologtostderr "$@" ;;
   help|-h|--help)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' ;;
   *)
-    echo "launch.sh: unknown command '$cmd' (try: test, demo, bench, setup)" >&2
+    echo "launch.sh: unknown command '$cmd' (try: test, demo, bench, ablate, setup)" >&2
     exit 2 ;;
 esac

@@ -25,8 +25,9 @@ def load(path, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     `[samples]` float32.
 
   Raises:
-    AudioError: the file is missing, unreadable, holds no samples or holds
-      non-finite samples. The message names the file and the fault.
+    AudioError: the file is missing, unreadable, holds no samples (also after
+      resampling) or holds non-finite samples. The message names the file
+      and the fault.
   """
   path = os.fspath(path)
   if not os.path.exists(path):
@@ -42,7 +43,11 @@ def load(path, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
   if not np.all(np.isfinite(data)):
     bad = int(np.sum(~np.isfinite(data)))
     raise AudioError(f'{path}: {bad} non-finite (NaN or Inf) samples')
-  return to_mono_rate(data, rate, sample_rate)
+  samples = to_mono_rate(data, rate, sample_rate)
+  if samples.size == 0:  # a few samples at a very high rate resample to none
+    raise AudioError(f'{path}: empty audio ({data.shape[0]} samples at {rate} Hz '
+                     f'give none at {sample_rate} Hz)')
+  return samples
 
 
 def to_mono_rate(data: np.ndarray, rate: int,

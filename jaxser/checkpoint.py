@@ -11,13 +11,18 @@ class names, the feature parameters, the standardisation statistics, the
 input iterator's position, the selection record), so one checkpoint is enough
 to resume training or to predict.
 
-orbax writes each checkpoint to a temporary folder and renames it when
-complete, so a run killed mid-save leaves no checkpoint that would be
-restored; `latest_step` only sees finished ones.
+orbax writes each checkpoint to a temporary folder
+(`<step>.orbax-checkpoint-tmp*`) and renames it when complete, so a run
+killed mid-save leaves no checkpoint that would be restored; `latest_step`
+only sees finished ones, and the next training run deletes the leftover.
+Readers (predict) open the managers read-only: they create nothing and
+never delete a temporary folder that a running training job is filling.
 """
 
 import contextlib
 import os
+import shutil
+import threading
 from typing import Any
 
 from absl import logging
@@ -28,13 +33,14 @@ from jaxser.errors import CheckpointError
 
 LATEST = 'checkpoints'
 BEST = 'best'
+TMP_SUFFIX = '.orbax-checkpoint-tmp'  # orbax's unfinished checkpoint folders
 
 
 @contextlib.contextmanager
-def _quiet():
+def _quiet(level=logging.WARNING):
   """orbax logs every step of its work at INFO; keep the run's log readable."""
   verbosity = logging.get_verbosity()
-  logging.set_verbosity(logging.WARNING)
+  logging.set_verbosity(level)
   try:
     yield
   finally:
@@ -44,74 +50,190 @@ def _quiet():
 class Checkpoints:
   """One orbax manager per kind ('checkpoints' and 'best') in a workdir."""
 
-  def __init__(self, workdir: str, *, keep: int = 2):
-    self.workdir = os.path.abspath(workdir)
-    self._managers = {}
-    with _quiet():
-      self._open(keep)
+  def __init__(self, workdir: str, *, keep: int = 2, read_only: bool = False):
+    """Opens (for training: creates) the managers of `workdir`.
 
-  def _open(self, keep):
+    Args:
+      workdir: the run's folder.
+      keep: latest checkpoints kept.
+      read_only: open existing checkpoints for restoring only (predict).
+
+    Raises:
+      CheckpointError: `read_only` and `workdir` holds no checkpoint folder.
+    """
+    self.workdir = os.path.abspath(workdir)
+    if read_only and not any(os.path.isdir(os.path.join(self.workdir, kind))
+                             for kind in (LATEST, BEST)):
+      raise CheckpointError(f'{self.workdir}: no checkpoints/ or best/ folder: '
+                            'not a trained workdir')
+    self._managers = {}
+    # orbax warns that a read-only manager is read-only.
+    with _quiet(logging.ERROR if read_only else logging.WARNING):
+      self._open(keep, read_only)
+
+  def _open(self, keep, read_only):
     for kind, max_to_keep in ((LATEST, keep), (BEST, 1)):
+      folder = os.path.join(self.workdir, kind)
+      if not read_only:
+        _remove_unfinished_saves(folder)
       options = ocp.CheckpointManagerOptions(
-          max_to_keep=max_to_keep, create=True,
-          enable_async_checkpointing=False, cleanup_tmp_directories=True)
+          max_to_keep=None if read_only else max_to_keep,
+          save_interval_steps=0 if read_only else 1,
+          create=not read_only, read_only=read_only,
+          enable_async_checkpointing=False)
       self._managers[kind] = ocp.CheckpointManager(
-          os.path.join(self.workdir, kind), options=options,
-          item_names=('state', 'meta'))
+          folder, options=options,
+          item_handlers={'state': ocp.StandardCheckpointHandler(),
+                         'meta': ocp.JsonCheckpointHandler()})
 
   def latest_step(self, kind: str = LATEST) -> int | None:
     return self._managers[kind].latest_step()
 
   def save(self, kind: str, step: int, state: Any, meta: dict) -> None:
-    """Saves `state` and `meta` as step `step` of `kind`, and waits for it."""
+    """Saves `state` and `meta` as step `step` of `kind`, and waits for it.
+
+    Raises:
+      CheckpointError: the save failed (a full disk, a folder that became
+        unwritable); the checkpoints saved before are left as they were.
+    """
     manager = self._managers[kind]
-    with _quiet():
-      if step in manager.all_steps():  # a resumed run redoing a step
-        manager.delete(step)
-      manager.save(step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-                   force=True)
-      manager.wait_until_finished()
+    try:
+      with _quiet():
+        if step in manager.all_steps():  # a resumed run redoing a step
+          manager.delete(step)
+        manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+                     force=True)
+        manager.wait_until_finished()
+    except OSError as e:
+      _join_save_threads()
+      previous = [s for s in manager.all_steps() if s != step]
+      kept = (f'the checkpoint of step {max(previous)} there is intact'
+              if previous else 'no earlier checkpoint was saved there')
+      raise CheckpointError(
+          f'{manager.directory}: saving step {step} failed ({e}); {kept}') from e
     logging.info('saved %s checkpoint at step %d', kind, step)
 
   def restore_meta(self, kind: str = BEST, step: int | None = None) -> dict:
     """The JSON side of a checkpoint (config, classes, standardiser...)."""
-    manager, step = self._manager_step(kind, step)
-    with _quiet():
-      return manager.restore(step, args=ocp.args.Composite(
-          meta=ocp.args.JsonRestore()))['meta']
+    manager, step = self._manager_step(kind, step, items=('meta',))
+    try:
+      with _quiet():
+        return manager.restore(step, args=ocp.args.Composite(
+            meta=ocp.args.JsonRestore()))['meta']
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise CheckpointError(f'{manager.directory}/{step}: incomplete or '
+                            f'unreadable checkpoint ({e})') from e
 
   def restore(self, kind: str, abstract_state: Any,
               step: int | None = None) -> tuple[Any, dict]:
     """Restores `(state, meta)`; `abstract_state` gives the tree and shapes.
 
     Raises:
-      CheckpointError: there is no checkpoint, or its arrays do not fit the
-        shapes of `abstract_state` (another model or class set).
+      CheckpointError: there is no checkpoint, it is incomplete (files
+        missing), or its arrays do not fit the shapes of `abstract_state`
+        (another model or class set).
     """
     manager, step = self._manager_step(kind, step)
+    _check_shapes(manager, step, abstract_state)
     try:
       with _quiet():
         restored = manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state),
             meta=ocp.args.JsonRestore()))
+    except OSError as e:
+      raise CheckpointError(f'{manager.directory}/{step}: incomplete or '
+                            f'unreadable checkpoint ({e})') from e
     except (ValueError, KeyError, TypeError) as e:
       raise CheckpointError(
-          f'{manager.directory}/{step}: does not fit this model and config '
-          f'({e})') from e
+          f'{manager.directory}/{step}: cannot be restored into this model: it '
+          f'is incomplete or was made by another model or class set ({e})') from e
     return restored['state'], restored['meta']
 
-  def _manager_step(self, kind, step):
+  def _manager_step(self, kind, step, items=('state', 'meta')):
+    """The manager of `kind` and its step (the latest when None), checked."""
     manager = self._managers[kind]
     step = manager.latest_step() if step is None else step
     if step is None:
-      raise CheckpointError(f'no {kind} checkpoint in {self.workdir}')
+      raise CheckpointError(f'{manager.directory}: no complete checkpoint (a run '
+                            'killed before its first save leaves none)')
+    # orbax only finalises whole checkpoints; a part missing here was deleted
+    # or lost afterwards.
+    missing = [item for item in items
+               if not os.path.isdir(os.path.join(manager.directory, str(step), item))]
+    if missing:
+      raise CheckpointError(f'{manager.directory}/{step}: incomplete checkpoint '
+                            f'(no {", ".join(missing)} folder)')
     return manager, step
 
   def close(self):
     with _quiet():
       for manager in self._managers.values():
         manager.close()
+
+
+def _remove_unfinished_saves(folder: str) -> None:
+  """Deletes the temporary folders of saves that a killed run left behind.
+
+  Done here, synchronously, rather than by orbax's cleanup option, which
+  runs in a thread that a run refused soon after (another model, say) would
+  leave running at exit. Only a training run, which holds the workdir's
+  lock, opens checkpoints for writing, so no save is in progress here.
+  """
+  if not os.path.isdir(folder):
+    return
+  for entry in os.scandir(folder):
+    if TMP_SUFFIX in entry.name and entry.is_dir(follow_symlinks=False):
+      logging.info('removing %s, a save that an interrupted run left unfinished',
+                   entry.path)
+      shutil.rmtree(entry.path)
+
+
+def _check_shapes(manager, step: int, abstract_state: Any) -> None:
+  """Refuses a checkpoint whose arrays have other paths or shapes, naming them.
+
+  Checked from the checkpoint's metadata before any array is read.
+  """
+  try:
+    with _quiet():
+      saved = manager.item_metadata(step)['state']
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise CheckpointError(f'{manager.directory}/{step}: unreadable checkpoint '
+                          f'metadata ({e})') from e
+  have, want = _shapes(saved), _shapes(abstract_state)
+  diffs = [f'{name}: saved {have.get(name, "nothing")}, this model '
+           f'{want.get(name, "nothing")}' for name in sorted(set(have) | set(want))
+           if have.get(name) != want.get(name)]
+  if diffs:
+    raise CheckpointError(
+        f'{manager.directory}/{step}: cannot be restored into this model, its '
+        f'arrays differ ({"; ".join(diffs[:3])}{"; ..." if len(diffs) > 3 else ""}); '
+        'it was made by another model or class set')
+
+
+def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+  """`{'params/conv1/kernel': shape, ...}` for arrays or array metadata."""
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    # Dict keys, attribute names (dataclasses, NamedTuples) or list indices.
+    parts = (getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k))) for k in path)
+    out['/'.join(str(p) for p in parts)] = tuple(leaf.shape)
+  return out
+
+
+def _join_save_threads(timeout: float = 30.0) -> None:
+  """Waits for the other threads of a failed save (array writes, metadata).
+
+  A save fails as soon as one of its parts does; the others still run and,
+  left alone, die with tracebacks when the interpreter exits.
+  """
+  for thread in threading.enumerate():
+    if (thread is not threading.current_thread()
+        and type(thread).__module__.startswith('orbax.')):
+      try:
+        thread.join(timeout)
+      except Exception:  # pylint: disable=broad-except (the save's own errors, reported)
+        pass
 
 
 def abstract(tree: Any) -> Any:

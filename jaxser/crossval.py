@@ -26,11 +26,15 @@ from jaxser import report  # pylint: disable=g-import-not-at-top
 from jaxser import train  # pylint: disable=g-import-not-at-top
 from jaxser.errors import JaxserError  # pylint: disable=g-import-not-at-top
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Root of the per-fold workdirs.')
-_SEEDS = flags.DEFINE_list('seeds', ['0'], 'Seeds (initialisation and subsets).')
-_FOLDS = flags.DEFINE_list('folds', None, 'Folds to run (default: all).')
-config_flags.DEFINE_config_file('config', None, 'The experiment config file.')
-flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def define_flags():
+  """The command's flags (defined only when run as a program)."""
+  flags.DEFINE_string('workdir', None, 'Root of the per-fold workdirs.')
+  flags.DEFINE_list('seeds', ['0'], 'Seeds (initialisation and subsets).')
+  flags.DEFINE_list('folds', None, 'Folds to run (default: all).')
+  config_flags.DEFINE_config_file('config', None, 'The experiment config file.')
+  flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def run(config, workdir: str, seeds, folds=None) -> dict:
@@ -40,6 +44,8 @@ def run(config, workdir: str, seeds, folds=None) -> dict:
   for seed in seeds:
     fold_config = config.copy_and_resolve_references()
     fold_config.seed = fold_config.split_seed = int(seed)
+    # One feature cache for every seed and fold.
+    fold_config.cache_dir = config.cache_dir or os.path.join(workdir, 'jaxser_cache')
     fold_ids = folds if folds is not None else range(experiment.num_folds(fold_config))
     for fold in fold_ids:
       fold_config.fold = int(fold)
@@ -71,13 +77,15 @@ def _classes(workdir, seeds, folds):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  os.makedirs(_WORKDIR.value, exist_ok=True)
+  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
+  os.makedirs(FLAGS.workdir, exist_ok=True)
   try:
-    summary = run(flags.FLAGS.config, _WORKDIR.value, _SEEDS.value, _FOLDS.value)
+    summary = run(FLAGS.config, FLAGS.workdir, FLAGS.seeds, FLAGS.folds)
   except JaxserError as e:
     sys.exit(f'jaxser: {e}')
   print(report.markdown_table(summary))
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -9,6 +9,7 @@ import dataclasses
 import fcntl
 import json
 import os
+import tempfile
 
 from absl import logging
 import ml_collections
@@ -89,8 +90,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   check(config.features.kind in ('mel', 'stft'), 'features.kind', "must be 'mel' or 'stft'")
   check(len(config.model.convs) > 0, 'model.convs', 'needs at least one layer')
   try:
-    bins = feature_params(config).num_bins
     data_lib.get_label_map(config.classes)
+  except ConfigError as e:
+    raise ConfigError(f'config.classes={config.classes!r}: {e}') from e
+  try:
+    bins = feature_params(config).num_bins
     convs = tuple(models.ConvSpec(*layer) for layer in config.model.convs)
   except (ValueError, TypeError, ConfigError) as e:
     raise ConfigError(f'config: {e}') from e
@@ -108,7 +112,8 @@ def config_value(config, dotted: str):
 
 def prepare(config: ml_collections.ConfigDict, workdir: str) -> RunData:
   """Reads the corpus, makes the fold, loads features, fits the standardiser."""
-  utterances, _, label_map = load_corpus(config)
+  utterances, labels, label_map = load_corpus(config)
+  _check_classes_present(config, label_map, labels)
   params = feature_params(config)
   feats = cache_lib.FeatureCache.build(utterances, params, cache_dir(config, workdir),
                                        strict=config.strict_data)
@@ -141,6 +146,50 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> RunData:
                  dev=examples(fold.dev), test=examples(fold.test),
                  class_weights=np.asarray(losses.class_weights(counts), np.float32),
                  standardizer=standardizer)
+
+
+def _check_classes_present(config, label_map, labels: np.ndarray) -> None:
+  """Refuses a class map with a class the whole corpus lacks (before features)."""
+  counts = np.bincount(labels, minlength=label_map.num_classes)
+  empty = [c for c, n in zip(label_map.classes, counts) if n == 0]
+  if empty:
+    raise ConfigError(f'config.classes={config.classes!r}: corpus {config.corpus!r} '
+                      f'has no usable utterance of class {", ".join(empty)}')
+
+
+def preflight(config: ml_collections.ConfigDict, workdir: str) -> 'WorkdirLock':
+  """The checks before any corpus or feature work; returns the workdir's lock.
+
+  Validates the config, creates the workdir and the feature cache folder and
+  proves both writable by writing a file in each, then locks the workdir.
+
+  Raises:
+    ConfigError: a bad config field.
+    JaxserError: a folder that cannot be created or written, or a workdir
+      that another run holds.
+  """
+  validate_config(config)
+  ensure_writable(workdir, 'the workdir (--workdir)')
+  ensure_writable(cache_dir(config, workdir), 'the feature cache (config.cache_dir)')
+  return WorkdirLock(workdir)
+
+
+def ensure_writable(folder: str, what: str) -> None:
+  """Creates `folder` if needed and writes (then removes) a file there.
+
+  A real write, not `os.access`: the mode bits say nothing for root, nor for
+  read-only or immutable file systems.
+
+  Raises:
+    JaxserError: naming `what`, the folder and the system's reason.
+  """
+  try:
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix='.jaxser-write-test-'):
+      pass
+  except OSError as e:
+    raise JaxserError(f'{folder}: cannot create or write {what} '
+                      f'({e.strerror or e}); choose a writable folder') from e
 
 
 def model_signature(config: ml_collections.ConfigDict, label_map) -> dict:
@@ -177,17 +226,21 @@ class WorkdirLock:
     try:
       fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as e:
+      self._file.seek(0)
+      holder = self._file.read().strip() or '?'
       self._file.close()
-      raise JaxserError(f'{workdir}: another jaxser run is using this workdir '
-                        '(locked); wait for it or choose another --workdir') from e
+      raise JaxserError(f'{workdir}: another jaxser run (pid {holder}) is using '
+                        'this workdir (locked); wait for it or choose another '
+                        '--workdir') from e
     self._file.seek(0)
     self._file.truncate()
     self._file.write(f'{os.getpid()}\n')
     self._file.flush()
 
   def release(self):
-    fcntl.flock(self._file, fcntl.LOCK_UN)
-    self._file.close()
+    if not self._file.closed:  # releasing twice is harmless
+      fcntl.flock(self._file, fcntl.LOCK_UN)
+      self._file.close()
 
 
 def write_plots(workdir: str, classes, confusion, train_out: dict,

@@ -27,6 +27,27 @@ config_flags.DEFINE_config_file('config', None, 'The experiment config file.',
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with an unknown `--config.<field>` as a one-line error.
+
+  ml_collections raises AttributeError (or KeyError) from inside the flag
+  parser for a field the config does not have, which would end in a
+  traceback.
+  """
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError) as e:
+    detail = e
+    while isinstance(detail, BaseException) and detail.args:
+      detail = detail.args[0]  # the KeyError inside, then its text
+    detail = str(detail).replace('\n', '; ')
+    overrides = [a.split('=')[0] for a in argv[1:] if a.startswith('--config.')]
+    if not any(f"'{o.rsplit('.', 1)[-1]}'" in detail for o in overrides):
+      raise  # not an override's field: an error in the config file itself
+    sys.exit(f'jaxser: unknown config field {detail} (overrides given: '
+             f'{", ".join(overrides)}); the config file lists the fields that exist')
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -60,4 +81,4 @@ def summary_text(results: dict, workdir: str) -> str:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

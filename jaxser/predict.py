@@ -25,11 +25,15 @@ from jaxser import input_pipeline
 from jaxser import train
 from jaxser.errors import JaxserError
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A trained workdir.')
-_EMBEDDINGS = flags.DEFINE_string('embeddings', None,
-                                  'Save the embeddings z of the readable files '
-                                  '(in output order) to this .npy file.')
-_BATCH = flags.DEFINE_integer('batch_size', 32, 'Utterances per batch.')
+
+
+def define_flags():
+  """The command's flags (defined only when run as a program)."""
+  flags.DEFINE_string('workdir', None, 'A trained workdir.')
+  flags.DEFINE_string('embeddings', None,
+                      'Save the embeddings z of the readable files (in output '
+                      'order) to this .npy file.')
+  flags.DEFINE_integer('batch_size', 32, 'Utterances per batch.')
 
 AUDIO_SUFFIXES = ('.wav', '.flac', '.ogg', '.aiff', '.aif')
 
@@ -38,7 +42,9 @@ class Predictor:
   """A restored model with its features and standardiser."""
 
   def __init__(self, workdir: str):
-    checkpoints = checkpoint_lib.Checkpoints(workdir)
+    # Read-only: creates nothing, and leaves alone the temporary folder of a
+    # checkpoint that a training run in this workdir may be writing.
+    checkpoints = checkpoint_lib.Checkpoints(workdir, read_only=True)
     kind = (checkpoint_lib.BEST if checkpoints.latest_step(checkpoint_lib.BEST)
             is not None else checkpoint_lib.LATEST)
     meta = checkpoints.restore_meta(kind)
@@ -86,13 +92,13 @@ def expand(paths) -> list[str]:
 
 
 def main(argv):
-  if _WORKDIR.value is None:
+  if flags.FLAGS.workdir is None:
     raise app.UsageError('--workdir is required')
   files = expand(argv[1:])
   if not files:
     raise app.UsageError('give audio files or folders to predict')
   try:
-    predictor = Predictor(_WORKDIR.value)
+    predictor = Predictor(flags.FLAGS.workdir)
   except JaxserError as e:
     sys.exit(f'jaxser: {e}')
   waves, readable = [], []
@@ -104,18 +110,19 @@ def main(argv):
       print(json.dumps({'file': path, 'error': str(e)}), flush=True)
   if not waves:
     sys.exit('jaxser: none of the files could be read')
-  probs, z = predictor(waves, _BATCH.value)
+  probs, z = predictor(waves, flags.FLAGS.batch_size)
   for i, (path, p) in enumerate(zip(readable, probs)):
     print(json.dumps({
         'file': path, 'emotion': predictor.classes[int(np.argmax(p))],
         'probabilities': {c: round(float(v), 6) for c, v in zip(predictor.classes, p)},
         'index': i}), flush=True)
-  if _EMBEDDINGS.value:
-    np.save(_EMBEDDINGS.value, z)
+  if flags.FLAGS.embeddings:
+    np.save(flags.FLAGS.embeddings, z)
   if len(readable) < len(files):
     print(f'jaxser: {len(files) - len(readable)} of {len(files)} files could not be read',
           file=sys.stderr)
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

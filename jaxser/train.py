@@ -6,14 +6,15 @@ step (forward, joint loss, Adam, centre update) is one jit-compiled program
 per padded length, with the state donated.
 """
 
+import contextlib
 import functools
 import json
 import os
+import sys
 import time
 from typing import Any, Callable
 
 from absl import logging
-import flax
 from flax import struct
 import jax
 import jax.numpy as jnp
@@ -23,7 +24,6 @@ import optax
 
 from jaxser import center_loss
 from jaxser import checkpoint as checkpoint_lib
-from jaxser import features as features_lib
 from jaxser import input_pipeline
 from jaxser import losses
 from jaxser import metrics as metrics_lib
@@ -174,18 +174,12 @@ class MetricsWriter:
 
   def __init__(self, workdir: str, resume_step: int):
     self.path = os.path.join(workdir, 'metrics.jsonl')
-    # Lines written after the restored checkpoint by a killed run are dropped,
-    # so a resumed run's file equals an uninterrupted run's.
-    kept = []
-    if os.path.exists(self.path):
-      with open(self.path) as f:
-        kept = [line for line in f if json.loads(line)['step'] <= resume_step]
+    kept = _lines_to_keep(self.path, resume_step) if os.path.exists(self.path) else []
     with open(self.path + '.tmp', 'w') as f:
       f.writelines(kept)
     os.replace(self.path + '.tmp', self.path)
     self._file = open(self.path, 'a')
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+    self._tb = _summary_writer(os.path.join(workdir, 'tensorboard'))
 
   def write(self, step: int, split: str, values: dict) -> None:
     record = {'step': int(step), 'split': split, **values}
@@ -200,13 +194,85 @@ class MetricsWriter:
     self._tb.close()
 
 
-def _check_finite(step_metrics: list[tuple[int, dict]]) -> None:
+def _summary_writer(logdir: str):
+  """A tensorboardX writer, imported without PyTorch.
+
+  tensorboardX imports torch whenever it is installed, only to accept torch
+  tensors (jaxser logs floats); that import costs seconds at every start,
+  which matters to a run resumed after each pre-emption.
+  """
+  blocked = 'torch' not in sys.modules
+  if blocked:
+    sys.modules['torch'] = None  # `import torch` raises ImportError
+  try:
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  finally:
+    if blocked:
+      del sys.modules['torch']
+  return SummaryWriter(logdir)
+
+
+def _lines_to_keep(path: str, resume_step: int) -> list[str]:
+  """The metrics lines a run resumed at `resume_step` keeps.
+
+  A killed run may have written lines after its last checkpoint, the test
+  line of a final report it did not finish, or half a line; they are all
+  dropped (the resumed run writes them again), so a resumed run's file
+  equals an uninterrupted run's.
+  """
+  kept = []
+  with open(path) as f:
+    for line in f:
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:
+        logging.warning('%s: dropping a torn line left by a killed run', path)
+        continue
+      if record['step'] <= resume_step and record['split'] != 'test':
+        kept.append(line)
+  return kept
+
+
+# What each training metric checked for NaN and Inf measures, for messages.
+_CHECKED = {'loss': 'the joint loss', 'ce': 'the cross-entropy loss',
+            'center': 'the centre loss', 'center_max_abs': 'the class centres',
+            'grad_norm': 'the gradients'}
+
+
+def _check_finite(step_metrics: list[tuple[int, dict]], kept: str) -> None:
+  """Raises NonFiniteError naming the first step and quantity that is NaN/Inf."""
   for step, values in step_metrics:
-    for key in ('loss', 'ce', 'center', 'center_max_abs', 'grad_norm'):
+    for key, what in _CHECKED.items():
       if not np.isfinite(values[key]):
         raise NonFiniteError(
-            f'step {step}: {key} is {values[key]} (non-finite); training stopped, '
-            f'the last good checkpoint is kept')
+            f'step {step}: {what} became non-finite ({key} = {values[key]}); '
+            f'training stopped, {kept}')
+
+
+@jax.jit
+def _finite_leaves(tree):
+  return jax.tree_util.tree_map(lambda x: jnp.all(jnp.isfinite(x)), tree)
+
+
+def _check_state_finite(state: TrainState, step: int, kept: str) -> None:
+  """Raises NonFiniteError if any parameter, optimizer moment or centre is."""
+  parts = {'params': state.params, 'opt_state': state.opt_state,
+           'centers': state.centers}
+  flags = jax.device_get(_finite_leaves(parts))
+  bad = [jax.tree_util.keystr(path) for path, ok in
+         jax.tree_util.tree_flatten_with_path(flags)[0] if not ok]
+  if bad:
+    raise NonFiniteError(
+        f'step {step}: non-finite values in the training state '
+        f'({", ".join(bad[:4])}{", ..." if len(bad) > 4 else ""}); '
+        f'training stopped, {kept}')
+
+
+def _kept_message(workdir: str, step: int | None) -> str:
+  if step is None:
+    return 'no checkpoint was saved before'
+  return (f'the last good checkpoint (step {step}) is kept in '
+          f'{os.path.join(workdir, checkpoint_lib.LATEST)}')
 
 
 def _mean_metrics(step_metrics: list[tuple[int, dict]]) -> dict:
@@ -263,22 +329,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     The results dict also written to `workdir/results.json`; None when
     interrupted.
   """
-  experiment.validate_config(config)
-  os.makedirs(workdir, exist_ok=True)
-  lock = experiment.WorkdirLock(workdir)
+  lock = experiment.preflight(config, workdir)  # before any corpus work
   try:
-    return _train_and_evaluate(config, workdir, interrupt_at_step)
+    # Whatever ends the run, the checkpoint managers and the metrics file
+    # are closed (orbax's threads finish) before the lock is released.
+    with contextlib.ExitStack() as closing:
+      return _train_and_evaluate(config, workdir, interrupt_at_step, closing)
   finally:
     lock.release()
 
 
-def _train_and_evaluate(config, workdir, interrupt_at_step):
+def _train_and_evaluate(config, workdir, interrupt_at_step, closing):
   data = experiment.prepare(config, workdir)
   num_classes = data.label_map.num_classes
   model = create_model(config, num_classes)
   state = create_train_state(config, model, data.feature_params.num_bins)
   train_fn, eval_fn = make_steps(config, data.class_weights)
-  checkpoints = checkpoint_lib.Checkpoints(workdir)
+  checkpoints = closing.enter_context(
+      contextlib.closing(checkpoint_lib.Checkpoints(workdir)))
   dataset = input_pipeline.train_dataset(
       data.train, batch_size=config.batch_size, buckets=config.buckets,
       seed=config.seed)
@@ -289,9 +357,11 @@ def _train_and_evaluate(config, workdir, interrupt_at_step):
   window = []  # (step, metrics) since the last train log line
   start = checkpoints.latest_step()
   if start is not None:
+    # The saved setup is checked before any array is read into this model.
+    experiment.check_compatible(checkpoints.restore_meta(checkpoint_lib.LATEST),
+                                config, data.label_map, workdir)
     restored, meta = checkpoints.restore(
         checkpoint_lib.LATEST, checkpoint_lib.abstract(state))
-    experiment.check_compatible(meta, config, data.label_map, workdir)
     state = state.replace(**{k: getattr(restored, k) for k in
                              ('step', 'params', 'opt_state', 'centers', 'rng')})
     iterator.set_state(meta['iterator'])
@@ -299,7 +369,8 @@ def _train_and_evaluate(config, workdir, interrupt_at_step):
     window = [tuple(item) for item in meta['train_window']]
     logging.info('resumed from step %d in %s', start, workdir)
   start = int(state.step)
-  writer = MetricsWriter(workdir, start)
+  last_saved = start or None  # the latest checkpoint on disk, for messages
+  writer = closing.enter_context(contextlib.closing(MetricsWriter(workdir, start)))
   progress = _Progress(start, config.num_train_steps)
   eval_kw = dict(batch_size=config.eval_batch_size, buckets=config.buckets,
                  num_classes=num_classes, class_weights=data.class_weights)
@@ -319,7 +390,9 @@ def _train_and_evaluate(config, workdir, interrupt_at_step):
     fetched = [(s, {k: float(v) for k, v in jax.device_get(m).items()})
                for s, m in pending]
     pending = []
-    _check_finite(fetched)  # before anything is saved
+    kept = _kept_message(workdir, last_saved)
+    _check_finite(fetched, kept)  # before anything is evaluated or saved
+    _check_state_finite(state, step, kept)
     window += fetched
     if log_now:
       values = _mean_metrics(window)
@@ -328,6 +401,9 @@ def _train_and_evaluate(config, workdir, interrupt_at_step):
       window = []
     if eval_now:
       dev, _ = evaluate(eval_fn, state, data.dev, **eval_kw)
+      if not np.isfinite(dev['ce']):
+        raise NonFiniteError(f'step {step}: the dev cross-entropy is {dev["ce"]} '
+                             f'(non-finite logits); training stopped, {kept}')
       writer.write(step, 'dev', {k: dev[k] for k in ('ua', 'wa', 'ce')})
       logging.info('step %d dev UA %.4f WA %.4f', step, dev['ua'], dev['wa'])
       if dev['ua'] > best['ua']:
@@ -337,17 +413,13 @@ def _train_and_evaluate(config, workdir, interrupt_at_step):
     if save_now:
       checkpoints.save(checkpoint_lib.LATEST, step, state,
                        _meta(config, data, step, iterator.get_state(), best, window))
+      last_saved = step
     if interrupt:
       logging.info('interrupted at step %d as asked; rerun to resume', step)
-      writer.close()
-      checkpoints.close()
       return None
 
-  results = _final_report(config, workdir, data, state, eval_fn, checkpoints,
-                          best, eval_kw, writer)
-  writer.close()
-  checkpoints.close()
-  return results
+  return _final_report(config, workdir, data, state, eval_fn, checkpoints,
+                       best, eval_kw, writer)
 
 
 def _final_report(config, workdir, data, state, eval_fn, checkpoints, best,
@@ -372,8 +444,10 @@ def _final_report(config, workdir, data, state, eval_fn, checkpoints, best,
       'split_sizes': {'train': len(data.train), 'dev': len(data.dev),
                       'test': len(data.test)},
   }
-  with open(os.path.join(workdir, 'results.json'), 'w') as f:
+  path = os.path.join(workdir, 'results.json')
+  with open(path + '.tmp', 'w') as f:  # complete or absent: crossval reads it
     json.dump(results, f, indent=1)
+  os.replace(path + '.tmp', path)
   if config.plots:
     _, train_out = evaluate(eval_fn, state, data.train, **eval_kw)
     results['plots'] = experiment.write_plots(workdir, data.label_map.classes,

@@ -163,7 +163,8 @@ def check_audio(path: str, *, min_frames: int = MIN_FRAMES) -> list[Issue]:
     Issues: one fault (the file is unusable), or zero or more notes.
   """
   if not os.path.isfile(path):
-    return [Issue('missing file', path, 'no such file')]
+    return [Issue('missing file', path, 'a folder, not an audio file'
+                  if os.path.isdir(path) else 'no such file')]
   try:
     info = sf.info(path)
   except Exception as e:  # libsndfile's errors vary by format; keep its words.

@@ -47,19 +47,31 @@ def read(root, *, corpus: str = NAME) -> tuple[list[records.Utterance], list[rec
     csv_path = csv_path / FILE_NAME
   if not csv_path.is_file():
     raise CorpusError(f'{csv_path}: no manifest CSV there')
-  with open(csv_path, newline='', encoding='utf-8-sig') as f:
-    reader = csv.DictReader(f)
-    columns = [c.strip().lower() for c in reader.fieldnames or ()]
-    missing = [c for c in REQUIRED if c not in columns]
-    if missing:
-      raise CorpusError(f'{csv_path}: the manifest has no {" or ".join(missing)} '
-                        f'column (columns: {", ".join(columns) or "none"})')
-    rows = [{k.strip().lower(): (v or '').strip() for k, v in row.items() if k}
-            for row in reader]
+  try:
+    columns, rows = _read_rows(csv_path)
+  except UnicodeDecodeError as e:
+    raise CorpusError(f'{csv_path}: not UTF-8 text (byte {e.start}: {e.reason}); '
+                      'save the manifest as UTF-8') from e
+  except csv.Error as e:
+    raise CorpusError(f'{csv_path}: not a readable CSV ({e})') from e
+  missing = [c for c in REQUIRED if c not in columns]
+  if missing:
+    raise CorpusError(f'{csv_path}: the manifest has no {" or ".join(missing)} '
+                      f'column (columns: {", ".join(columns) or "none"})')
   # Row 1 is the header, so data rows start at 2 (as a spreadsheet shows them).
   return records.collect(
       _parse(row, csv_path, number, corpus) for number, row in enumerate(rows, 2)
       if any(row.values()))
+
+
+def _read_rows(csv_path: pathlib.Path) -> tuple[list[str], list[dict]]:
+  """The lower-cased column names and the rows, values stripped."""
+  with open(csv_path, newline='', encoding='utf-8-sig') as f:
+    reader = csv.DictReader(f)
+    columns = [c.strip().lower() for c in reader.fieldnames or ()]
+    rows = [{k.strip().lower(): (v or '').strip() for k, v in row.items() if k}
+            for row in reader]
+  return columns, rows
 
 
 def _parse(row: dict, csv_path: pathlib.Path, number: int, corpus: str):
@@ -69,6 +81,10 @@ def _parse(row: dict, csv_path: pathlib.Path, number: int, corpus: str):
                          f'row {number}: empty path or label (path '
                          f'{row.get("path", "")!r}, label {row.get("label", "")!r})')
   path = pathlib.Path(os.path.abspath(csv_path.parent / row['path']))
+  if path == csv_path.parent.absolute() or not path.name:
+    return records.Issue('bad manifest row', str(csv_path),
+                         f'row {number}: path {row["path"]!r} names a folder, '
+                         'not an audio file')
   label = records.canonical_label(row['label'])
   if label is None:
     return records.Issue('unknown label', str(path),

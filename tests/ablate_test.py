@@ -1,0 +1,160 @@
+"""jaxser.ablate: a two-variant study on the tiny config, its report, resuming."""
+
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs import demo  # pylint: disable=g-import-not-at-top,g-bad-import-order
+from configs import tiny  # pylint: disable=g-import-not-at-top
+from jaxser import ablate  # pylint: disable=g-import-not-at-top
+from jaxser import crossval  # pylint: disable=g-import-not-at-top
+from jaxser import experiment  # pylint: disable=g-import-not-at-top
+from jaxser import report  # pylint: disable=g-import-not-at-top
+from jaxser import train  # pylint: disable=g-import-not-at-top
+from jaxser.errors import JaxserError  # pylint: disable=g-import-not-at-top
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+STUDY = ablate.Study('custom', 'lambda 0 against 0.3', (
+    ablate.Variant('softmax', 'mel', 0.0, 0.5),
+    ablate.Variant('center', 'mel', 0.3, 0.5)))
+
+
+def tiny_config(manifest, tmp_path):
+  config = tiny.get_config()
+  config.corpus = 'manifest'
+  config.corpus_root = manifest
+  config.cache_dir = str(tmp_path / 'cache')
+  config.plots = False
+  config.features.max_frames = 200  # the tones are under 1.7 s: one padded
+  config.buckets = (200,)  # length, so one compile per run
+  return config
+
+
+def counting(monkeypatch, module, name):
+  """Replaces `module.name` by a wrapper that records its calls."""
+  calls, real = [], getattr(module, name)
+
+  def wrapper(*args, **kwargs):
+    calls.append(args)
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(module, name, wrapper)
+  return calls
+
+
+def read_csv(path):
+  with open(path, newline='') as f:
+    return list(csv.DictReader(f))
+
+
+def test_study_writes_tables_and_figures_and_a_rerun_trains_nothing(
+    tone_manifest, tmp_path, monkeypatch):
+  config = tiny_config(tone_manifest, tmp_path)
+  workdir = str(tmp_path / 'ablate')
+  study_dir = os.path.join(workdir, 'custom')
+  trained = counting(monkeypatch, train, 'train_and_evaluate')
+  result = ablate.run(config, workdir, [STUDY], seeds=[0], folds=[0])
+  assert len(trained) == 2
+
+  # The CSV: one row per variant, the run's own numbers beside the paper's.
+  rows = read_csv(os.path.join(study_dir, 'results.csv'))
+  assert [r['variant'] for r in rows] == ['softmax', 'center']
+  assert [r['run'] for r in rows] == ['mel_lambda0_alpha0.5', 'mel_lambda0.3_alpha0.5']
+  assert [(r['paper_setting'], float(r['paper_ua']), float(r['paper_wa']))
+          for r in rows] == [('1', 63.80, 61.83), ('2', 66.86, 65.40)]
+  for row, variant in zip(rows, STUDY.variants):
+    fold_dir = os.path.join(study_dir, variant.name, 'seed0', 'fold0')
+    with open(os.path.join(fold_dir, 'results.json')) as f:
+      results = json.load(f)
+    assert float(row['ua_mean']) == pytest.approx(100 * results['ua'], abs=1e-4)
+    assert float(row['wa_mean']) == pytest.approx(100 * results['wa'], abs=1e-4)
+    assert float(row['ua_std']) == 0.0 and row['runs'] == '1'
+    # The embeddings come from the selected checkpoint: same test predictions.
+    test = ablate.fold_embeddings(fold_dir)['test']
+    np.testing.assert_array_equal(test['confusion'], results['confusion'])
+    assert float(row['compactness_mean']) == pytest.approx(
+        report.compactness(test['z'], test['labels']), rel=1e-3)
+  assert result['custom']['rows'][0]['variant'] == 'softmax'
+
+  # The Markdown table, the claims and the figures it links.
+  with open(os.path.join(study_dir, 'results.md')) as f:
+    md = f.read()
+  assert '| `softmax` (setting 1) | mel | 0 | 0.5 | 1 |' in md
+  assert '| 63.80 | 61.83 |' in md and '| 66.86 | 65.40 |' in md
+  assert 'Centre loss on mel input (lambda 0.3 vs 0)' in md
+  assert '(0.575)' in md  # the paper's Table 1 beside the measured matrix
+  figures = ['ua_wa_bars.png', 'ua_wa_vs_lambda.png', 'pca_softmax.png',
+             'pca_center.png', 'confusion_softmax.png', 'confusion_center.png']
+  for name in figures:
+    assert f']({name})' in md, name
+    with open(os.path.join(study_dir, name), 'rb') as f:
+      data = f.read()
+    assert data[:8] == PNG_SIGNATURE and len(data) > 5000, name
+  assert os.readlink(os.path.join(study_dir, 'softmax')) == os.path.join(
+      '..', 'runs', 'mel_lambda0_alpha0.5')
+
+  # A rerun, and another study sharing a run, train and cross-validate nothing.
+  finished = sorted(glob.glob(os.path.join(workdir, 'runs', '*', '*', '*',
+                                           'results.json')))
+  assert len(finished) == 2
+  mtimes = [os.path.getmtime(p) for p in finished]
+  trained.clear()
+  crossvalidated = counting(monkeypatch, crossval, 'run')
+  shared = ablate.Study('shared', 'the softmax run again', (
+      ablate.Variant('lambda0', 'mel', 0.0, 0.5),))
+  again = ablate.run(config, workdir, [STUDY, shared], seeds=[0], folds=[0])
+  assert trained == [] and crossvalidated == []
+  assert again['custom']['rows'] == result['custom']['rows']
+  assert again['shared']['rows'][0]['ua_mean'] == result['custom']['rows'][0]['ua_mean']
+  assert [os.path.getmtime(p) for p in finished] == mtimes
+  assert read_csv(os.path.join(study_dir, 'results.csv')) == rows
+
+  # The same run under another config is refused, not mixed in.
+  config.num_train_steps = 8
+  with pytest.raises(JaxserError, match='another config.*num_train_steps'):
+    ablate.run(config, workdir, [STUDY], seeds=[0], folds=[0])
+  assert trained == []
+
+
+def test_named_studies_share_runs_and_have_the_papers_numbers():
+  variants = [v for study in ablate.STUDIES.values() for v in study.variants]
+  assert len(variants) == 14 and len({v.key for v in variants}) == 11
+  assert sum(v.key == 'mel_lambda0.3_alpha0.5' for v in variants) == 3
+  assert all(ablate.paper_result(v) is not None for v in variants)
+  assert [ablate.paper_result(v).ua for v in ablate.STUDIES['lambda'].variants] == [
+      63.80, 64.81, 65.71, 66.86, 60.08]
+  assert [ablate.paper_result(v).ua for v in ablate.STUDIES['alpha'].variants] == [
+      66.76, 66.85, 66.86, 66.96, 66.41]
+  assert [ablate.paper_result(v).setting for v in ablate.STUDIES['settings'].variants] == [
+      '1', '2', '3', '4']
+  # lambda 0 does not use the centres: its paper numbers do not depend on alpha.
+  assert ablate.paper_result(ablate.Variant('x', 'stft', 0.0, 0.9)).ua == 60.97
+
+
+def test_quick_config_is_valid_and_changes_only_its_fields():
+  config = demo.get_config()
+  quick = ablate.quick_config(config)
+  experiment.validate_config(quick)
+  before = json.loads(config.to_json_best_effort())
+  after = json.loads(quick.to_json_best_effort())
+  changed = {k for k in after if after[k] != before[k]}
+  assert changed and changed <= {k.split('.')[0] for k in ablate.QUICK}
+  assert quick.features.max_frames == ablate.QUICK['features.max_frames']
+  assert quick.model.gru_units == ablate.QUICK['model.gru_units']
+  assert config.num_train_steps == 300  # the input config is not touched
+
+
+def test_command_line_flags():
+  out = subprocess.run(
+      [sys.executable, '-m', 'jaxser.ablate', '--config=configs/tiny.py',
+       '--workdir=/nonexistent', '--study=settings,nope'],
+      cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+  assert out.returncode != 0
+  assert "unknown studies ['nope']" in out.stderr

@@ -1,0 +1,702 @@
+"""Fault tests: kills, bad numbers, bad workdirs, bad configs, foreign checkpoints.
+
+Everything that concerns the command line runs the real CLI
+(`python -m jaxser.main`) in a subprocess, on the tiny config and the tone
+corpus, with one padded length (one compiled train step) and a checkpoint
+every 2 steps. The subprocesses share a JAX persistent compilation cache
+(a folder of this test module), so only the first run compiles; the others
+load the same executables, which is also what makes their results comparable
+bit for bit. Faults that need a hook inside the process (a NaN at step k, a
+full disk) run the same CLI `main` through a small driver that patches one
+function first: nothing in the package knows about tests.
+
+docs/reliability.md lists the faults and the test that shows each.
+"""
+
+import hashlib
+import json
+import os
+import pathlib
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from configs import tiny
+from jaxser import checkpoint
+from jaxser import experiment
+from jaxser import train
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+STEPS = 12  # tiny: log and evaluate every 4 steps from step 4; save every 2
+
+
+# --------------------------------------------------------------------------
+# Fault-injecting drivers.
+
+# Runs the real CLI after wrapping the jitted train step so that, at step
+# AT, the centres, the parameters or the loss become VALUE (nan or inf).
+NAN_DRIVER = '''
+import os
+from absl import app
+import jax
+import jax.numpy as jnp
+from jaxser import main, train
+where, value, at = os.environ['FAULT'].split(':')
+make_steps = train.make_steps
+
+def faulty_make_steps(config, class_weights):
+  train_fn, eval_fn = make_steps(config, class_weights)
+  def step(state, batch):
+    state, metrics = train_fn(state, batch)
+    if int(state.step) == int(at):
+      bad = jnp.float32(value)
+      if where == 'centers':
+        centers = state.centers._replace(centers=state.centers.centers * bad)
+        state = state.replace(centers=centers)
+        metrics = dict(metrics, center_max_abs=jnp.max(jnp.abs(centers.centers)))
+      elif where == 'params':  # an update that overflowed; the loss was fine
+        leaves, tree = jax.tree_util.tree_flatten(state.params)
+        leaves[0] = leaves[0] * bad
+        state = state.replace(params=jax.tree_util.tree_unflatten(tree, leaves))
+      else:
+        metrics = dict(metrics, loss=metrics['loss'] * bad)
+    return state, metrics
+  return step, eval_fn
+
+train.make_steps = faulty_make_steps
+app.run(main.main, flags_parser=main.parse_flags)
+'''
+
+# Runs the real CLI with the JSON part of the Nth checkpoint save failing as
+# on a full disk (after the arrays of that checkpoint were written).
+ENOSPC_DRIVER = '''
+import errno, os
+from absl import app
+from orbax.checkpoint._src.handlers import json_checkpoint_handler as handler
+from jaxser import main
+calls = [0]
+save = handler.JsonCheckpointHandler._save_fn
+
+async def full_disk(self, x, directory):
+  calls[0] += 1
+  if calls[0] == int(os.environ['FAIL_AT_SAVE']):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory))
+  return await save(self, x, directory)
+
+handler.JsonCheckpointHandler._save_fn = full_disk
+app.run(main.main, flags_parser=main.parse_flags)
+'''
+
+# --------------------------------------------------------------------------
+# Running the CLI: side by side, started as early as their inputs allow.
+#
+# Each run is mostly single-threaded start-up work (imports, data, restoring
+# compiled code), so the runs are started together and checked by the tests
+# afterwards: the refusals while the reference run compiles, the rest once
+# it has finished (they need its compiled code or its workdir).
+
+
+@pytest.fixture(scope='module')
+def env(tmp_path_factory):
+  """The subprocesses' environment: one shared compilation cache, CPU."""
+  cache = tmp_path_factory.mktemp('jax_compilation_cache')
+  return dict(os.environ, JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(cache),
+              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+
+
+@pytest.fixture(scope='module')
+def base(tone_manifest, tmp_path_factory):
+  """The flags every training run here shares (a feature cache built once)."""
+  cache = tmp_path_factory.mktemp('features')
+  return ['--config=configs/tiny.py', '--config.corpus=manifest',
+          f'--config.corpus_root={tone_manifest}', f'--config.cache_dir={cache}',
+          '--config.plots=False', '--config.features.max_frames=200',
+          '--config.buckets=200,', '--config.checkpoint_every_steps=2',
+          f'--config.num_train_steps={STEPS}', '--alsologtostderr']
+
+
+def cli(workdir, base, *flags, driver=None):
+  """The command line of a training run (`driver`: Python run instead)."""
+  head = [sys.executable, '-c', driver] if driver else [sys.executable, '-m', 'jaxser.main']
+  return head + list(base) + [f'--workdir={workdir}', *flags]
+
+
+def predict_cli(workdir, *files):
+  return [sys.executable, '-m', 'jaxser.predict', f'--workdir={workdir}', *map(str, files)]
+
+
+def start(argv, env, log, niceness=0):
+  """Starts a run with its stdout and stderr going to the file `log`."""
+  if niceness:  # `nice` execs the run: the process id stays the run's
+    argv = ['nice', '-n', str(niceness), *argv]
+  with open(log, 'w') as out:
+    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out,
+                            stderr=subprocess.STDOUT)
+
+
+def run(argv, env, log, timeout=600) -> tuple[int, str]:
+  """Runs to the end: (exit status, output)."""
+  proc = start(argv, env, log)
+  proc.wait(timeout=timeout)
+  return proc.returncode, pathlib.Path(log).read_text()
+
+
+class Jobs:
+  """Runs started in the background, read by the tests that check them.
+
+  They run at a lower priority than the runs whose results others wait for
+  (the reference run, the kill test's runs), which keeps those quick.
+  """
+
+  def __init__(self, env, logs):
+    self.env, self.logs = env, logs
+    self._procs, self._results = {}, {}
+
+  def start(self, name, argv, niceness=10, **env):
+    self._procs[name] = start(argv, dict(self.env, **env), self.logs / f'{name}.log',
+                              niceness)
+
+  def result(self, name, timeout=600) -> tuple[int, str]:
+    """Waits for run `name`: (exit status, output)."""
+    if name not in self._results:
+      proc = self._procs[name]
+      proc.wait(timeout=timeout)
+      self._results[name] = (proc.returncode,
+                             (self.logs / f'{name}.log').read_text())
+    return self._results[name]
+
+  def stop(self):
+    for proc in self._procs.values():
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope='module')
+def logs(tmp_path_factory):
+  return tmp_path_factory.mktemp('logs')
+
+
+@pytest.fixture(scope='module')
+def jobs(env, logs):
+  jobs = Jobs(env, logs)
+  yield jobs
+  jobs.stop()
+
+
+def last_line(output: str) -> str:
+  lines = [l for l in output.splitlines() if l.strip()]
+  return lines[-1] if lines else ''
+
+
+def assert_refused(status, output, *texts, orbax_logged_error=False):
+  """Exit status 1, a last line `jaxser: ...` holding `texts`, no traceback.
+
+  With `orbax_logged_error`, orbax may have logged the traceback of the
+  thread that failed (before the message), as it does for a failed save.
+  """
+  message = last_line(output)
+  assert status == 1 and message.startswith('jaxser: '), output[-3000:]
+  for text in texts:
+    assert text in message, (text, message)
+  checked = output.split('jaxser: ')[-1] if orbax_logged_error else output
+  assert 'Traceback' not in checked, output[-3000:]
+  return message
+
+
+def read_metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def tree_digest(folder, skip=('.lock',)) -> dict:
+  """Every file's content hash (a workdir left untouched keeps its digest)."""
+  out = {}
+  for path in sorted(pathlib.Path(folder).rglob('*')):
+    if path.is_file() and path.name not in skip:
+      out[str(path.relative_to(folder))] = hashlib.sha256(path.read_bytes()).hexdigest()
+  return out
+
+
+def tmp_checkpoints(workdir) -> list[pathlib.Path]:
+  """orbax's unfinished checkpoint folders (`<step>.orbax-checkpoint-tmp*`)."""
+  found = []
+  for kind in (checkpoint.LATEST, checkpoint.BEST):
+    try:
+      found += [pathlib.Path(workdir) / kind / e.name
+                for e in os.scandir(pathlib.Path(workdir) / kind)
+                if checkpoint.TMP_SUFFIX in e.name]
+    except FileNotFoundError:
+      pass
+  return found
+
+
+@pytest.fixture(scope='module')
+def abstract_state():
+  """The TrainState shapes of the runs here, to restore their checkpoints."""
+  config = tiny.get_config()
+  model = train.create_model(config, 4)
+  bins = experiment.feature_params(config).num_bins
+  return checkpoint.abstract(jax.eval_shape(
+      lambda: train.create_train_state(config, model, bins)))
+
+
+def restore(workdir, abstract_state, kind=checkpoint.LATEST):
+  ckpts = checkpoint.Checkpoints(str(workdir), read_only=True)
+  try:
+    return ckpts.restore(kind, abstract_state)
+  finally:
+    ckpts.close()
+
+
+def latest_steps(workdir) -> tuple[int | None, int | None]:
+  """The steps of the latest and the best complete checkpoints."""
+  ckpts = checkpoint.Checkpoints(str(workdir), read_only=True)
+  try:
+    return (ckpts.latest_step(checkpoint.LATEST), ckpts.latest_step(checkpoint.BEST))
+  finally:
+    ckpts.close()
+
+
+def all_finite(tree) -> bool:
+  leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+  return all(np.all(np.isfinite(x)) for x in leaves if np.issubdtype(x.dtype, np.inexact))
+
+
+def assert_states_equal(a, b):
+  for part in ('step', 'params', 'opt_state', 'centers', 'rng'):
+    jax.tree_util.tree_map(np.testing.assert_array_equal,
+                           jax.device_get(getattr(a, part)),
+                           jax.device_get(getattr(b, part)))
+
+
+# --------------------------------------------------------------------------
+# The runs.
+
+# Config faults: flags, and the text the message must hold (naming the field).
+CONFIG_FAULTS = {
+    'unknown_field': (['--config.no_such_field=1'], "unknown config field 'no_such_field'"),
+    'misspelt_field': (['--config.batchsize=4'], 'Did you mean "batch_size"'),
+    'negative_lambda': (['--config.center_loss_weight=-0.3'],
+                        'config.center_loss_weight=-0.3: lambda must be >= 0'),
+    'alpha_zero': (['--config.center_alpha=0.0'],
+                   'config.center_alpha=0.0: alpha must be in (0, 1]'),
+    'batch_zero': (['--config.batch_size=0'], 'config.batch_size=0: must be > 0'),
+    'unknown_class': (['--config.classes=neutral,angri'],
+                      "config.classes='neutral,angri': label map: 'angri' is not"),
+    'empty_class': (['--config.classes=neutral,angry,happy,sad,fearful'],
+                    "config.classes='neutral,angry,happy,sad,fearful': corpus "
+                    "'manifest' has no usable utterance of class fearful"),
+    'no_corpus_root': (['--config.corpus_root=/no/such/corpus.csv'],
+                       "config.corpus_root='/no/such/corpus.csv': does not exist"),
+}
+
+
+def _make_unwritable(folder: pathlib.Path) -> str | None:
+  """Makes an existing folder unwritable, honestly, also for root.
+
+  Root ignores mode bits (chmod 555 does not stop it, and `os.access` says
+  yes), so as root the folder is made immutable (`chattr +i`, on ext4 and
+  similar), which refuses every write, root's included. Others get chmod.
+
+  Returns:
+    The error text a write there gives, or None where this cannot be done.
+  """
+  if os.geteuid() != 0:
+    folder.chmod(0o555)
+    return 'Permission denied'
+  done = subprocess.run(['chattr', '+i', str(folder)], capture_output=True)
+  return 'Operation not permitted' if done.returncode == 0 else None
+
+
+def _make_writable(folder: pathlib.Path):
+  if os.geteuid() != 0:
+    folder.chmod(0o755)
+  else:
+    subprocess.run(['chattr', '-i', str(folder)], check=False)
+
+
+@pytest.fixture(scope='module')
+def refusals(jobs, base, tone_manifest, tmp_path_factory):
+  """Runs that must be refused at once, started before the reference run."""
+  root = tmp_path_factory.mktemp('refusals')
+  for name, (flags, _) in CONFIG_FAULTS.items():
+    jobs.start(name, cli(root / name, base, *flags,
+                         f'--config.cache_dir={root / f"features_{name}"}'))
+  blocker = root / 'a_file'
+  blocker.write_text('not a folder')
+  unwritable = root / 'unwritable'
+  unwritable.mkdir()
+  workdirs = {'under_a_file': (blocker / 'run', 'Not a directory'),
+              'unwritable': (unwritable, _make_unwritable(unwritable))}
+  for name, (workdir, reason) in workdirs.items():
+    if reason:
+      jobs.start(name, cli(workdir, base, f'--config.cache_dir={root / f"features_{name}"}'))
+  wav = pathlib.Path(tone_manifest).parent / 's1_angry_0.wav'
+  jobs.start('predict_nowhere', predict_cli(root / 'nowhere', wav))
+  yield {'root': root, 'workdirs': workdirs, 'wav': wav}
+  _make_writable(unwritable)
+
+
+@pytest.fixture(scope='module')
+def reference(refusals, jobs, base, tmp_path_factory):
+  """An uninterrupted run (seed 0): what every resumed run must reproduce.
+
+  The first run of the module: it compiles, the others load its code.
+  """
+  workdir = tmp_path_factory.mktemp('runs') / 'reference'
+  jobs.start('reference', cli(workdir, base), niceness=0)
+  status, output = jobs.result('reference')
+  assert status == 0, output[-3000:]
+  return workdir
+
+
+# Evaluate from step 2 every 2 steps, so best checkpoints are saved often.
+_EVAL_OFTEN = ('--config.eval_start_step=0', '--config.eval_every_steps=2')
+
+
+@pytest.fixture(scope='module')
+def later(reference, jobs, base, tone_manifest, tmp_path_factory):
+  """The runs that need the reference's compiled code or its workdir."""
+  root = tmp_path_factory.mktemp('later')
+
+  def copy(name):
+    shutil.copytree(reference, root / name)
+    return root / name
+
+  # 2. Determinism.
+  jobs.start('seed0', cli(root / 'seed0', base))
+  jobs.start('seed1', cli(root / 'seed1', base, '--config.seed=1'))
+  # 3. Non-finite values and 4. a full disk, injected by the drivers.
+  for name, fault in (('centers_nan', 'centers:nan:7'), ('params_nan', 'params:nan:8'),
+                      ('loss_inf', 'loss:inf:5')):
+    jobs.start(name, cli(root / name, base, *_EVAL_OFTEN, driver=NAN_DRIVER),
+               FAULT=fault)
+  jobs.start('full_disk', cli(root / 'full_disk', base, driver=ENOSPC_DRIVER),
+             FAIL_AT_SAVE='2')
+  # 1. A finished run, run again.
+  digests = {'rerun': tree_digest(copy('rerun') / 'checkpoints')}
+  jobs.start('rerun', cli(root / 'rerun', base))
+  # 4. A second run on a workdir that a first run holds.
+  digests['locked'] = tree_digest(copy('locked'))
+  lock = experiment.WorkdirLock(str(root / 'locked'))
+  jobs.start('locked', cli(root / 'locked', base))
+  # 7. Another model, another class set; damaged checkpoints for predict.
+  for name, flag in (('other_model', '--config.model.gru_units=16'),
+                     ('other_classes', '--config.classes=neutral,angry,sad')):
+    digests[name] = tree_digest(copy(name))
+    jobs.start(name, cli(root / name, base, flag))
+  incomplete = copy('incomplete')
+  best_step = latest_steps(incomplete)[1]
+  shutil.rmtree(incomplete / 'best' / str(best_step) / 'state')
+  killed_early = copy('killed_early')
+  for kind in (checkpoint.LATEST, checkpoint.BEST):  # only unfinished saves left
+    for step_dir in (killed_early / kind).iterdir():
+      step_dir.rename(step_dir.with_name(f'{step_dir.name}{checkpoint.TMP_SUFFIX}-1'))
+  unfinished = len(tmp_checkpoints(killed_early))
+  wav = pathlib.Path(tone_manifest).parent / 's1_angry_0.wav'
+  jobs.start('predict_incomplete', predict_cli(incomplete, wav))
+  jobs.start('predict_killed_early', predict_cli(killed_early, wav))
+  yield {'root': root, 'digests': digests, 'lock': lock, 'best_step': best_step,
+         'unfinished': unfinished}
+  lock.release()
+
+
+# --------------------------------------------------------------------------
+# 1. Kill and resume (started last: it overlaps the runs above).
+
+
+def _step_of(tmp_folder: pathlib.Path) -> int:
+  return int(tmp_folder.name.split('.')[0])
+
+
+def _kill_during_a_save(argv, env, log, workdir, first_step):
+  """Starts a run and SIGKILLs it while it writes a checkpoint >= `first_step`.
+
+  Returns:
+    The unfinished checkpoint folders left behind (evidence that the kill
+    fell inside a save), or [] if the run ended or the save finished first.
+  """
+  proc = start(argv, env, log)
+  deadline = time.monotonic() + 300
+  try:
+    while proc.poll() is None and time.monotonic() < deadline:
+      if any(_step_of(p) >= first_step for p in tmp_checkpoints(workdir)):
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return tmp_checkpoints(workdir)
+      time.sleep(0.002)
+    return []
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+
+
+def _kill_at_random(argv, env, log, rng, *, after: str, most: float,
+                    before: str) -> str:
+  """Starts a run and SIGKILLs it at a random moment; says what happened.
+
+  The moment is uniform in [0, `most`] seconds after `after` appears in the
+  run's log, or the moment `before` appears if that comes first (so the
+  kill lands before the run ends). A run that ends by itself must succeed.
+  """
+  proc = start(argv, env, log)
+  t0, delay, since = time.monotonic(), rng.uniform(0, most), None
+  try:
+    while proc.poll() is None and time.monotonic() - t0 < 300:
+      text = pathlib.Path(log).read_text()
+      if since is None and after in text:
+        since = time.monotonic()
+      if since is not None and (time.monotonic() - since >= delay or before in text):
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return (f'killed {time.monotonic() - since:.2f} s after {after!r} '
+                f'(drawn: {delay:.2f} s)')
+      time.sleep(0.005)
+    assert proc.returncode == 0, pathlib.Path(log).read_text()[-3000:]
+    return 'ended by itself'
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+
+
+def test_killed_runs_resume_to_the_uninterrupted_result(reference, later, base, env,
+                                                        logs, tmp_path, abstract_state):
+  del later  # started first, so that its runs overlap this test's
+  workdir = tmp_path / 'killed'
+  argv = cli(workdir, base)
+  seed = random.randrange(1 << 30)
+  rng = random.Random(seed)
+  story = [f'random seed {seed}']  # shown on failure, to replay the timings
+
+  def latest():
+    return latest_steps(workdir)[0] if (workdir / 'checkpoints').exists() else None
+
+  # A: a kill at a random moment once the data is ready (model set-up,
+  # loading compiled code, training, a save).
+  story.append('A ' + _kill_at_random(argv, env, logs / 'kill_a.log', rng,
+                                      after='fold random:', most=10.0,
+                                      before='checkpoint at step 8'))
+  story.append(f'latest {latest()}, unfinished {tmp_checkpoints(workdir)}')
+
+  # B: a kill in the middle of writing a checkpoint: orbax's temporary folder
+  # is there, the checkpoint is not finished.
+  old = [_step_of(p) for p in tmp_checkpoints(workdir)] + [latest() or 0]
+  first_step = max(rng.choice([4, 6, 8]), max(old) + 2)
+  leftovers = []
+  for attempt in range(3):
+    leftovers = _kill_during_a_save(argv, env, logs / f'kill_b{attempt}.log',
+                                    workdir, first_step)
+    story.append(f'B kill in a save from step {first_step}: left {leftovers}')
+    if leftovers:
+      break
+    first_step = (latest() or 0) + 2
+  assert leftovers, '; '.join(story)
+  complete = latest()
+  story.append(f'latest {complete}')
+  assert complete is None or complete < max(_step_of(p) for p in leftovers), story
+
+  # C: a kill at a random moment of the resumed run's training, which must
+  # resume from the last complete checkpoint, never the unfinished one.
+  resumed = 'resumed from step' if complete else 'fold random:'
+  story.append('C ' + _kill_at_random(argv, env, logs / 'kill_c.log', rng,
+                                      after=resumed, most=6.0,
+                                      before=f'checkpoint at step {STEPS}'))
+  if complete:
+    assert f'resumed from step {complete} ' in (logs / 'kill_c.log').read_text(), story
+  complete = latest()
+  story.append(f'latest {complete}, unfinished {tmp_checkpoints(workdir)}')
+
+  # D: the same command once more runs to the end.
+  status, output = run(argv, env, logs / 'resume.log')
+  assert status == 0, output[-3000:]
+  if complete:
+    assert f'resumed from step {complete} ' in output, '; '.join(story)
+  assert not tmp_checkpoints(workdir), 'unfinished checkpoint folders were left'
+
+  ref = reference
+  assert read_metrics(workdir) == read_metrics(ref), '; '.join(story)
+  for kind in (checkpoint.LATEST, checkpoint.BEST):
+    (got, got_meta), (want, want_meta) = (restore(w, abstract_state, kind)
+                                          for w in (workdir, ref))
+    assert int(got.step) == int(want.step), (kind, story)
+    assert_states_equal(got, want)
+    assert got_meta['best'] == want_meta['best']
+  assert (json.loads((workdir / 'results.json').read_text())
+          == json.loads((ref / 'results.json').read_text()))
+  print('; '.join(story))
+
+
+def test_rerunning_a_finished_run_changes_nothing(reference, later, jobs):
+  # The degenerate kill: after the last checkpoint, e.g. in the final report.
+  status, output = jobs.result('rerun')
+  assert status == 0, output[-3000:]
+  workdir = later['root'] / 'rerun'
+  assert f'resumed from step {STEPS} ' in output
+  assert read_metrics(workdir) == read_metrics(reference)
+  assert [r['split'] for r in read_metrics(workdir)].count('test') == 1
+  assert tree_digest(workdir / 'checkpoints') == later['digests']['rerun']
+
+
+def test_metrics_of_a_killed_run_are_cut_back_to_its_checkpoint(tmp_path):
+  lines = [{'step': 4, 'split': 'train', 'loss': 1.0},
+           {'step': 8, 'split': 'train', 'loss': 0.5},
+           {'step': 8, 'split': 'dev', 'ua': 0.5},
+           {'step': 8, 'split': 'test', 'ua': 0.4},  # a final report cut short
+           {'step': 12, 'split': 'train', 'loss': 0.4}]
+  text = ''.join(json.dumps(l) + '\n' for l in lines) + '{"step": 12, "spl'  # torn
+  (tmp_path / 'metrics.jsonl').write_text(text)
+  train.MetricsWriter(str(tmp_path), resume_step=8).close()
+  assert read_metrics(tmp_path) == lines[:3]
+
+
+# --------------------------------------------------------------------------
+# 2. Determinism.
+
+
+def test_same_seed_same_metrics_other_seed_different(reference, later, jobs):
+  for name in ('seed0', 'seed1'):
+    status, output = jobs.result(name)
+    assert status == 0, output[-3000:]
+  want = read_metrics(reference)
+  assert read_metrics(later['root'] / 'seed0') == want
+  other = read_metrics(later['root'] / 'seed1')
+  assert len(other) == len(want)
+  train_lines = [(a, b) for a, b in zip(other, want) if a['split'] == 'train']
+  assert train_lines and all(a['loss'] != b['loss'] for a, b in train_lines)
+
+
+# --------------------------------------------------------------------------
+# 3. Non-finite values.
+
+
+@pytest.mark.parametrize('name, step, what, kept', [
+    ('centers_nan', 7, 'the class centres became non-finite (center_max_abs = nan)', 6),
+    ('loss_inf', 5, 'the joint loss became non-finite (loss = inf)', 4),
+    ('params_nan', 8, "non-finite values in the training state (['params']", 6),
+])
+def test_non_finite_values_stop_training(later, jobs, abstract_state, name, step,
+                                         what, kept):
+  workdir = later['root'] / name
+  assert_refused(*jobs.result(name), f'jaxser: step {step}: {what}',
+                 f'the last good checkpoint (step {kept}) is kept')
+  latest, best = latest_steps(workdir)
+  assert latest == kept and best is not None and best <= kept
+  for kind in (checkpoint.LATEST, checkpoint.BEST):
+    state, _ = restore(workdir, abstract_state, kind)
+    assert all_finite((state.params, state.opt_state, state.centers)), kind
+  for record in read_metrics(workdir):  # no NaN line either
+    assert all(np.isfinite(v) for v in record.values() if isinstance(v, float))
+  assert not tmp_checkpoints(workdir)
+
+
+# --------------------------------------------------------------------------
+# 4. Workdir faults: a full disk, unwritable workdirs, two runs on one.
+
+
+def test_full_disk_fails_at_the_save_with_the_previous_checkpoint_intact(
+    later, jobs, abstract_state):
+  workdir = later['root'] / 'full_disk'
+  # The second save is the checkpoint of step 4 (one every 2 steps).
+  message = assert_refused(*jobs.result('full_disk'),
+                           f'jaxser: {workdir}/checkpoints: saving step 4 failed',
+                           'No space left on device', orbax_logged_error=True)
+  assert message.endswith('the checkpoint of step 2 there is intact'), message
+  assert latest_steps(workdir) == (2, None)
+  state, meta = restore(workdir, abstract_state)
+  assert int(state.step) == 2 == meta['step'] and all_finite(state.params)
+
+
+@pytest.mark.parametrize('name', ['under_a_file', 'unwritable'])
+def test_unwritable_workdirs_fail_before_any_work(refusals, jobs, name):
+  workdir, reason = refusals['workdirs'][name]
+  if reason is None:
+    pytest.skip('running as root where chattr +i fails: no honest way here to '
+                'make a folder unwritable')
+  status, output = jobs.result(name)
+  if name == 'unwritable':
+    _make_writable(workdir)  # its run is over
+  assert_refused(status, output, f'jaxser: {workdir}: cannot create or write the '
+                 'workdir', reason)
+  assert 'corpus manifest at' not in output  # the corpus was not read
+  assert not (refusals['root'] / f'features_{name}').exists()
+  if name == 'unwritable':
+    assert not any(workdir.iterdir())
+
+
+def test_a_second_run_on_a_locked_workdir_is_refused(later, jobs):
+  workdir = later['root'] / 'locked'
+  assert_refused(*jobs.result('locked'),
+                 f'jaxser: {workdir}: another jaxser run (pid {os.getpid()}) is using '
+                 'this workdir')
+  assert tree_digest(workdir) == later['digests']['locked']  # untouched
+  later['lock'].release()  # the first run ends: a next run may take the lock
+  experiment.WorkdirLock(str(workdir)).release()
+
+
+# --------------------------------------------------------------------------
+# 5. Config faults: refused before any work, naming the field.
+
+
+@pytest.mark.parametrize('name', sorted(CONFIG_FAULTS))
+def test_config_faults_are_refused_before_any_work(refusals, jobs, name):
+  status, output = jobs.result(name)
+  assert_refused(status, output, CONFIG_FAULTS[name][1])
+  workdir = refusals['root'] / name
+  features = refusals['root'] / f'features_{name}'
+  if name == 'empty_class':  # the one fault that needs the corpus' labels
+    assert not (workdir / 'checkpoints').exists()
+    assert not (workdir / 'metrics.jsonl').exists()
+    assert not any(features.iterdir())  # no feature extracted
+  else:  # refused before the workdir was made
+    assert not workdir.exists() and not features.exists()
+
+
+# --------------------------------------------------------------------------
+# 7. Foreign or damaged checkpoints.
+
+
+@pytest.mark.parametrize('name, field, saved', [
+    ('other_model', 'model', '"gru_units": 8'),
+    ('other_classes', 'classes', '"happy"'),
+])
+def test_checkpoints_of_another_model_or_class_set_are_refused(later, jobs, name,
+                                                               field, saved):
+  workdir = later['root'] / name
+  assert_refused(*jobs.result(name),
+                 f'jaxser: {workdir}: its checkpoint was made with other {field}', saved)
+  assert tree_digest(workdir) == later['digests'][name]  # nothing rewritten
+
+
+def test_restore_refuses_arrays_of_the_wrong_shape(reference, abstract_state):
+  # Below the config check: the arrays themselves are never loaded into
+  # other shapes (here 3 class centres where the checkpoint holds 4).
+  other = abstract_state.replace(centers=abstract_state.centers._replace(
+      centers=jax.ShapeDtypeStruct((3, 6), np.float32)))
+  with pytest.raises(checkpoint.CheckpointError,
+                     match=r'centers/centers: saved \(4, 6\), this model \(3, 6\)'):
+    restore(reference, other)
+
+
+def test_predict_on_missing_or_incomplete_checkpoints(refusals, later, jobs):
+  expected = {
+      'predict_nowhere': 'no checkpoints/ or best/ folder: not a trained workdir',
+      'predict_incomplete': f'best/{later["best_step"]}: incomplete checkpoint '
+                            '(no state folder)',
+      'predict_killed_early': 'no complete checkpoint',
+  }
+  for name, text in expected.items():
+    assert_refused(*jobs.result(name), text)
+  assert not (refusals['root'] / 'nowhere').exists()  # predict creates nothing
+  # nor deletes the unfinished save of a training run that may be running.
+  assert len(tmp_checkpoints(later['root'] / 'killed_early')) == later['unfinished'] > 0
