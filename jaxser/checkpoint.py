@@ -112,7 +112,8 @@ class Checkpoints:
               if previous else 'no earlier checkpoint was saved there')
       raise CheckpointError(
           f'{manager.directory}: saving step {step} failed ({e}); {kept}') from e
-    logging.info('saved %s checkpoint at step %d', kind, step)
+    logging.info('saved the %s checkpoint at step %d',
+                 'latest' if kind == LATEST else kind, step)
 
   def restore_meta(self, kind: str = BEST, step: int | None = None) -> dict:
     """The JSON side of a checkpoint (config, classes, standardiser...)."""
