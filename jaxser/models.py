@@ -24,6 +24,8 @@ GRU step. `CRNN` calls it on every input.
 """
 
 from collections.abc import Sequence
+import functools
+import os
 from typing import Any, NamedTuple
 
 import chex
@@ -184,6 +186,30 @@ def _mask_time(x: jax.Array, lengths: jax.Array) -> jax.Array:
   return jnp.where(valid, x, jnp.zeros((), x.dtype))
 
 
+@jax.custom_vjp
+def _masked_relu(x: jax.Array, lengths: jax.Array) -> jax.Array:
+  """`relu(_mask_time(x, lengths))`: the authors mask before the ReLU.
+
+  The gradient is taken from the output, `g` where `y > 0`: the same numbers
+  autodiff gives (`g` where the step is valid and `x > 0`), but the backward
+  pass needs only `y`, which the next layer keeps anyway, not `x` as well
+  (about 90 MiB less per step at 400 frames).
+  """
+  return jax.nn.relu(_mask_time(x, lengths))
+
+
+def _masked_relu_fwd(x, lengths):
+  y = _masked_relu(x, lengths)
+  return y, y
+
+
+def _masked_relu_bwd(y, g):
+  return jnp.where(y > 0, g, jnp.zeros((), g.dtype)), None
+
+
+_masked_relu.defvjp(_masked_relu_fwd, _masked_relu_bwd)
+
+
 def _conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array,
             stride: int) -> jax.Array:
   """VALID 2-D convolution, `[B, T, F, Cin] -> [B, T', F', Cout]`."""
@@ -193,11 +219,52 @@ def _conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array,
   return y + bias
 
 
+def _pool_windows(x: jax.Array, size: int) -> jax.Array:
+  """`[B, T, F, C] -> [B, T // size, size, F // size, size, C]`, VALID crop."""
+  b, t, f, c = x.shape
+  t, f = t // size, f // size
+  return x[:, :t * size, :f * size].reshape(b, t, size, f, size, c)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def _max_pool(x: jax.Array, size: int) -> jax.Array:
-  """VALID square max-pool with stride = size, `[B, T, F, C]`."""
-  return jax.lax.reduce_window(
-      x, -jnp.inf, jax.lax.max, window_dimensions=(1, size, size, 1),
-      window_strides=(1, size, size, 1), padding='VALID')
+  """VALID square max-pool with stride = size, `[B, T, F, C]`.
+
+  The same values as `lax.reduce_window(x, -inf, max, ...)` (a max over a
+  reshape), and the same gradient: all of it to the first maximum of each
+  window in row-major order, as XLA's select-and-scatter does. Written out
+  because on CPU the gradient of `reduce_window` lowers to index iotas, a
+  variadic reduce-window and a scatter, about a fifth of a training step;
+  here forward and backward are each one elementwise pass.
+  """
+  return jnp.max(_pool_windows(x, size), axis=(2, 4))
+
+
+def _max_pool_fwd(x, size):
+  return _max_pool(x, size), x
+
+
+def _max_pool_bwd(size, x, g):
+  windows = _pool_windows(x, size)  # [B, T', size, F', size, C]
+  peak = jnp.max(windows, axis=(2, 4))  # [B, T', F', C]
+  taken = jnp.zeros(peak.shape, bool)
+  rows = []
+  for i in range(size):
+    cols = []
+    for j in range(size):
+      hit = windows[:, :, i, :, j] == peak
+      cols.append(jnp.where(hit & ~taken, g, jnp.zeros((), g.dtype)))
+      taken = taken | hit
+    rows.append(jnp.stack(cols, axis=3))  # [B, T', F', size, C]
+  dx = jnp.stack(rows, axis=2)  # [B, T', size, F', size, C]
+  b, t, f, c = x.shape
+  dx = dx.reshape(b, dx.shape[1] * size, dx.shape[3] * size, c)
+  # Rows and columns the VALID pool drops get no gradient.
+  return (jnp.pad(dx, ((0, 0), (0, t - dx.shape[1]), (0, f - dx.shape[2]),
+                       (0, 0))),)
+
+
+_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 class _Conv(nn.Module):
@@ -217,6 +284,125 @@ class _Conv(nn.Module):
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias,
                                               dtype=self.dtype)
     return _conv2d(x, kernel, bias, self.spec.stride)
+
+
+# ----------------------------------------------------------------------------
+# The bidirectional GRU.
+# ----------------------------------------------------------------------------
+
+
+class GRUWeights(NamedTuple):
+  """One GRU direction's parameters, gates stacked in the order (r, z, n).
+
+  Attributes:
+    w_i: `[inputs, 3H]` input kernels of `ir`, `iz`, `in`.
+    b_i: `[3H]` their biases.
+    w_h: `[H, 3H]` recurrent kernels of `hr`, `hz`, `hn`.
+    b_hn: `[H]` the bias of `hn` (the only recurrent one).
+  """
+  w_i: jax.Array
+  b_i: jax.Array
+  w_h: jax.Array
+  b_hn: jax.Array
+
+
+class _DenseParams(nn.Module):
+  """The `kernel` (and `bias`) an `nn.Dense` of this name would create."""
+  features: int
+  use_bias: bool
+  kernel_init: Any
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, inputs: int):
+    kernel = self.param('kernel', self.kernel_init, (inputs, self.features),
+                        self.param_dtype)
+    if not self.use_bias:
+      return kernel, None
+    return kernel, self.param('bias', nn.initializers.zeros_init(),
+                              (self.features,), self.param_dtype)
+
+
+def gru_weights(cell: dict) -> GRUWeights:
+  """Stacks the parameters of a flax `nn.GRUCell` into `GRUWeights`.
+
+  Args:
+    cell: `{'ir': {'kernel', 'bias'}, 'iz': ..., 'in': ..., 'hr': {'kernel'},
+      'hz': {'kernel'}, 'hn': {'kernel', 'bias'}}`, as flax names them.
+
+  Returns:
+    The same numbers, gates stacked in the order (r, z, n).
+  """
+  gates = ('r', 'z', 'n')
+  return GRUWeights(
+      w_i=jnp.concatenate([cell['i' + g]['kernel'] for g in gates], axis=1),
+      b_i=jnp.concatenate([cell['i' + g]['bias'] for g in gates]),
+      w_h=jnp.concatenate([cell['h' + g]['kernel'] for g in gates], axis=1),
+      b_hn=cell['hn']['bias'])
+
+
+class _GRUParams(nn.Module):
+  """The parameters of a flax `nn.GRUCell`: same names, shapes, initialisers.
+
+  Called with the input size, returns them as `GRUWeights`.
+  """
+  units: int
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, inputs: int) -> GRUWeights:
+    cell = {}
+    for gate, size, use_bias, init in (
+        ('ir', inputs, True, nn.initializers.lecun_normal()),
+        ('iz', inputs, True, nn.initializers.lecun_normal()),
+        ('in', inputs, True, nn.initializers.lecun_normal()),
+        ('hr', self.units, False, nn.initializers.orthogonal()),
+        ('hz', self.units, False, nn.initializers.orthogonal()),
+        ('hn', self.units, True, nn.initializers.orthogonal())):
+      kernel, bias = _DenseParams(self.units, use_bias, init,
+                                  self.param_dtype, name=gate)(size)
+      cell[gate] = {'kernel': kernel, 'bias': bias}
+    return gru_weights(cell)
+
+
+def _bigru(x: jax.Array, lengths: jax.Array, fw: GRUWeights,
+           bw: GRUWeights) -> jax.Array:
+  """Bidirectional GRU readout, `[B, T, D] -> [B, 2H]`.
+
+  The equations of flax's `GRUCell`, with the input projections of every
+  step and both directions computed up front in one matmul (flax's cell does
+  three small ones per step), and both directions advanced by one scan.
+
+  Sequence lengths: a state is updated only at steps below the length, so
+  the forward state ends as it was at step `length - 1`; the backward
+  direction walks from step `T - 1` down to 0 and stays at zero until it
+  reaches `length - 1`, so it reads exactly the reversed valid part (what
+  flax's `flip_sequences` gives) and ends at its output for step 0.
+  """
+  batch, steps, _ = x.shape
+  units = fw.w_h.shape[0]
+  w_i = jnp.concatenate([fw.w_i, bw.w_i], axis=1)  # [D, 6H]
+  b_i = jnp.concatenate([fw.b_i, bw.b_i])
+  xi = (x @ w_i + b_i).reshape(batch, steps, 2, 3 * units)
+  # [T, 2, B, 3H]: time-major; the backward direction from the last step.
+  xs = jnp.stack([xi[:, :, 0], xi[:, ::-1, 1]]).transpose(2, 0, 1, 3)
+  w_h = jnp.stack([fw.w_h, bw.w_h])  # [2, H, 3H]
+  b_hn = jnp.stack([fw.b_hn, bw.b_hn])[:, None, :]  # [2, 1, H]
+
+  def step(h, inputs):  # h: [2, B, H]
+    k, xk = inputs
+    hh = jnp.einsum('dbh,dhk->dbk', h, w_h)  # [2, B, 3H]
+    r = jax.nn.sigmoid(xk[..., :units] + hh[..., :units])
+    z = jax.nn.sigmoid(xk[..., units:2 * units] + hh[..., units:2 * units])
+    n = jnp.tanh(xk[..., 2 * units:] + r * (hh[..., 2 * units:] + b_hn))
+    new = (1.0 - z) * n + z * h
+    at = jnp.stack([k, steps - 1 - k])  # the time step of each direction
+    valid = at[:, None, None] < lengths[None, :, None]  # [2, B, 1]
+    return jnp.where(valid, new, h), None
+
+  h0 = jnp.zeros((2, batch, units), xs.dtype)
+  h, _ = jax.lax.scan(step, h0, (jnp.arange(steps), xs))
+  return jnp.concatenate([h[0], h[1]], axis=-1)
 
 
 # ----------------------------------------------------------------------------
@@ -290,7 +476,7 @@ class CRNN(nn.Module):
       x = _Conv(spec, dtype=self.dtype, param_dtype=self.param_dtype,
                 name=f'conv{i + 1}')(x)
       lengths = valid_length(lengths, spec.kernel, spec.stride)
-      x = nn.relu(_mask_time(x, lengths))  # the authors mask before the ReLU
+      x = _masked_relu(x, lengths)
       if spec.pool:
         x = _max_pool(x, spec.pool)
         lengths = valid_length(lengths, spec.pool, spec.pool)
@@ -298,20 +484,57 @@ class CRNN(nn.Module):
 
   def _bigru(self, x: jax.Array, lengths: jax.Array) -> jax.Array:
     """[forward at the last valid step, backward at step 0], `[B, 2H]`."""
-    def rnn(name):
-      # The cell is created here, so its parameters sit under `name`.
-      cell = nn.GRUCell(self.gru_units, dtype=self.dtype,
-                        param_dtype=self.param_dtype, name=name)
-      return nn.RNN(cell, return_carry=True)
-
+    # The parameters sit where flax's `nn.GRUCell` puts them (`gru_fw/ir`,
+    # ...), so checkpoints and the readout test see flax's GRU.
     if self.share_gru_weights:
-      forward = backward = rnn('gru')
+      forward = backward = _GRUParams(self.gru_units, self.param_dtype,
+                                      name='gru')
     else:
-      forward, backward = rnn('gru_fw'), rnn('gru_bw')
-    # With `seq_lengths` the returned carry is the one at the last valid step
-    # (a GRU's carry is its output). In reverse, flax flips only the valid
-    # part, so the backward GRU starts at the last valid step and its last
-    # valid carry is its output at step 0.
-    h_fw, _ = forward(x, seq_lengths=lengths)
-    h_bw, _ = backward(x, seq_lengths=lengths, reverse=True)
-    return jnp.concatenate([h_fw, h_bw], axis=-1)
+      forward = _GRUParams(self.gru_units, self.param_dtype, name='gru_fw')
+      backward = _GRUParams(self.gru_units, self.param_dtype, name='gru_bw')
+    fw, bw = forward(x.shape[-1]), backward(x.shape[-1])
+    x, *weights = nn.dtypes.promote_dtype(x, *fw, *bw, dtype=self.dtype)
+    fw, bw = GRUWeights(*weights[:4]), GRUWeights(*weights[4:])
+    return _bigru(x, lengths, fw, bw)
+
+
+# ----------------------------------------------------------------------------
+# Compilation.
+# ----------------------------------------------------------------------------
+
+# XLA:CPU (jaxlib 0.10 here) hands convolutions, dots and reductions to
+# YNNPACK by default. For this model's convolutions and their gradients
+# YNNPACK was 2-3x slower than XLA's Eigen convolutions on the x86 machine of
+# docs/performance.md; dots and reductions stay with YNNPACK, where they were
+# faster. The option is experimental, hence the probe below.
+_YNN_OPTION = 'xla_cpu_experimental_ynn_fusion_type'
+_YNN_WITHOUT_CONVOLUTIONS = ('LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,'
+                             'LIBRARY_FUSION_TYPE_REDUCE')
+
+
+@functools.cache
+def compiler_options(backend: str | None = None) -> dict[str, str]:
+  """XLA options under which the model's programs run fastest.
+
+  Pass them to `jax.jit(..., compiler_options=...)` for the train, eval and
+  predict steps. They only concern the CPU backend: for others, when the
+  user's `XLA_FLAGS` already set the option, or when this jaxlib does not
+  know it, the result is empty and XLA's defaults apply.
+
+  Args:
+    backend: the platform the steps compile for; `jax.default_backend()` by
+      default.
+
+  Returns:
+    A dict of XLA debug options (possibly empty).
+  """
+  backend = backend or jax.default_backend()
+  if backend != 'cpu' or _YNN_OPTION in os.environ.get('XLA_FLAGS', ''):
+    return {}
+  options = {_YNN_OPTION: _YNN_WITHOUT_CONVOLUTIONS}
+  try:  # Unknown options fail at compile time: try them on a tiny program.
+    jax.jit(jnp.negative).lower(
+        jnp.zeros((), jnp.float32)).compile(compiler_options=options)
+  except Exception:  # pylint: disable=broad-except
+    return {}
+  return options
