@@ -128,7 +128,9 @@ def make_steps(config: ml_collections.ConfigDict, class_weights: np.ndarray):
       train_step, class_weights=jnp.asarray(class_weights, jnp.float32),
       lam=config.center_loss_weight, alpha=config.center_alpha,
       warmup_steps=config.warmup_steps, rule=config.center_update)
-  return jax.jit(step, donate_argnums=0), jax.jit(eval_step)
+  options = models.compiler_options() or None  # faster CPU convolutions
+  return (jax.jit(step, donate_argnums=0, compiler_options=options),
+          jax.jit(eval_step, compiler_options=options))
 
 
 def evaluate(eval_fn, state: TrainState, examples: input_pipeline.Examples, *,
