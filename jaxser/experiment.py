@@ -20,6 +20,7 @@ from jaxser import features as features_lib
 from jaxser import input_pipeline
 from jaxser import losses
 from jaxser import models
+from jaxser import parallel
 from jaxser import protocols
 from jaxser.data import cache as cache_lib
 from jaxser.errors import CheckpointError
@@ -111,7 +112,21 @@ def config_value(config, dotted: str):
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str) -> RunData:
-  """Reads the corpus, makes the fold, loads features, fits the standardiser."""
+  """Reads the corpus, makes the fold, loads features, fits the standardiser.
+
+  In a multi-process run, process 0 goes first (it may synthesise the demo
+  corpus and fill the feature cache) and the others follow once it is done,
+  finding both ready when they share its file system.
+  """
+  if not parallel.is_chief():
+    parallel.sync('jaxser.prepare')
+  data = _prepare(config, workdir)
+  if parallel.is_chief():
+    parallel.sync('jaxser.prepare')
+  return data
+
+
+def _prepare(config: ml_collections.ConfigDict, workdir: str) -> RunData:
   utterances, labels, label_map = load_corpus(config)
   _check_classes_present(config, label_map, labels)
   params = feature_params(config)
@@ -171,7 +186,16 @@ def preflight(config: ml_collections.ConfigDict, workdir: str) -> 'WorkdirLock':
   validate_config(config)
   ensure_writable(workdir, 'the workdir (--workdir)')
   ensure_writable(cache_dir(config, workdir), 'the feature cache (config.cache_dir)')
+  if not parallel.is_chief():  # in a multi-process run, process 0 holds it
+    return _NoLock()
   return WorkdirLock(workdir)
+
+
+class _NoLock:
+  """What processes other than 0 of a multi-process run hold."""
+
+  def release(self):
+    pass
 
 
 def ensure_writable(folder: str, what: str) -> None:

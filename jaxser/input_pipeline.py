@@ -63,7 +63,8 @@ class Examples:
 
 def pad_batch(items: Sequence[np.ndarray], labels: Sequence[int], *,
               batch_size: int, buckets: Sequence[int],
-              standardizer: features_lib.Standardizer) -> dict:
+              standardizer: features_lib.Standardizer,
+              longest: int | None = None) -> dict:
   """Pads up to `batch_size` utterances into one batch (see module docstring).
 
   Args:
@@ -72,6 +73,9 @@ def pad_batch(items: Sequence[np.ndarray], labels: Sequence[int], *,
     batch_size: rows of the batch; rows past `len(items)` are padding.
     buckets: the allowed padded lengths.
     standardizer: applied to the valid frames.
+    longest: the longest utterance of the global batch these items are one
+      process's slice of, so that every process pads to the same bucket
+      (default: the longest of `items`).
 
   Returns:
     The batch dict.
@@ -80,7 +84,7 @@ def pad_batch(items: Sequence[np.ndarray], labels: Sequence[int], *,
     raise ValueError(f'pad_batch: {len(items)} items for a batch of {batch_size}')
   bins = items[0].shape[-1]
   lengths = np.array([len(x) for x in items], np.int32)
-  bucket = bucket_for(int(lengths.max()), buckets)
+  bucket = bucket_for(max(int(lengths.max()), longest or 0), buckets)
   out = np.zeros((batch_size, bucket, bins), np.float32)
   mean, std = standardizer
   for row, x in enumerate(items):
@@ -108,12 +112,16 @@ def train_dataset(examples: Examples, *, batch_size: int,
   if batch_size % shard_count:
     raise ConfigError(f'batch_size={batch_size} does not divide over {shard_count} processes')
   local = batch_size // shard_count
+  lengths = examples.lengths() if shard_count > 1 else None
 
   def make(rows):
+    # Every process pads its slice to the bucket of the whole global batch.
+    longest = int(lengths[rows].max()) if lengths is not None else None
     rows = rows[shard_index * local:(shard_index + 1) * local]
     return pad_batch([examples.features[int(examples.indices[r])] for r in rows],
                      [int(examples.labels[r]) for r in rows], batch_size=local,
-                     buckets=buckets, standardizer=examples.standardizer)
+                     buckets=buckets, standardizer=examples.standardizer,
+                     longest=longest)
 
   return (grain.MapDataset.range(len(examples))
           .seed(seed)

@@ -4,6 +4,11 @@
       --config.corpus_root=/data/IEMOCAP_full_release --config.fold=2
 
 Rerunning the same command resumes from the latest checkpoint in --workdir.
+
+Every local device is used (data parallel, `jaxser.parallel`). For several
+processes (hosts), start the same command in each with --coordinator_address,
+--num_processes and --process_id (or the JAX_COORDINATOR_ADDRESS,
+JAX_NUM_PROCESSES and JAX_PROCESS_ID environment variables).
 """
 
 import os
@@ -18,6 +23,7 @@ import numpy as np
 # Config files import their base as `from configs import default`.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from jaxser import parallel  # pylint: disable=g-import-not-at-top
 from jaxser import train  # pylint: disable=g-import-not-at-top
 from jaxser.errors import JaxserError  # pylint: disable=g-import-not-at-top
 
@@ -25,6 +31,13 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints, metrics and 
 config_flags.DEFINE_config_file('config', None, 'The experiment config file.',
                                 lock_config=True)
 flags.mark_flags_as_required(['config', 'workdir'])
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0, for a multi-process '
+    'run (default: $JAX_COORDINATOR_ADDRESS; none: a single process).')
+_NUM_PROCESSES = flags.DEFINE_integer(
+    'num_processes', None, 'Processes of a multi-process run ($JAX_NUM_PROCESSES).')
+_PROCESS_ID = flags.DEFINE_integer(
+    'process_id', None, 'This process, 0 to num_processes - 1 ($JAX_PROCESS_ID).')
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -51,12 +64,16 @@ def parse_flags(argv: list[str]) -> list[str]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  if not parallel.is_chief():  # process 0 logs the run
+    logging.set_verbosity(logging.WARNING)
   try:
     results = train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
   except JaxserError as e:
     logging.error('%s', e)
     sys.exit(f'jaxser: {e}')
-  print(summary_text(results, _WORKDIR.value))
+  if parallel.is_chief():
+    print(summary_text(results, _WORKDIR.value))
 
 
 def summary_text(results: dict, workdir: str) -> str:

@@ -40,9 +40,9 @@ def initialize(coordinator_address: str | None = None,
   num_processes = num_processes or int(os.environ.get('JAX_NUM_PROCESSES', '0')) or None
   if process_id is None and 'JAX_PROCESS_ID' in os.environ:
     process_id = int(os.environ['JAX_PROCESS_ID'])
-  if jax.default_backend() == 'cpu' or os.environ.get('JAX_PLATFORMS', '') == 'cpu':
-    # CPU processes exchange collectives through gloo.
-    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  # CPU processes exchange collectives through gloo (GPUs and TPUs ignore
+  # this). Asking for the backend here would start it too early.
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   jax.distributed.initialize(coordinator_address=coordinator_address,
                              num_processes=num_processes, process_id=process_id)
   logging.info('process %d of %d, %d local / %d global devices',
@@ -65,11 +65,16 @@ def replicated(mesh) -> jax.sharding.NamedSharding:
   return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
 
 
-def check_divisible(batch_size: int, mesh, field: str = 'batch_size') -> None:
-  """The global batch must split evenly over devices (and processes)."""
+def check_divisible(batch_size: int, mesh, what: str = 'config.batch_size') -> None:
+  """The global batch must split evenly over devices (and processes).
+
+  Raises:
+    ConfigError: naming `what` (the config field or flag), its value and the
+      number of devices.
+  """
   devices = mesh.devices.size
   if batch_size % devices:
-    raise ConfigError(f'config.{field}={batch_size}: must be divisible by the '
+    raise ConfigError(f'{what}={batch_size}: must be divisible by the '
                       f'{devices} devices of the data-parallel mesh')
 
 
@@ -110,3 +115,29 @@ def to_host(tree):
 def is_chief() -> bool:
   """Only process 0 writes logs, metrics and plots."""
   return jax.process_index() == 0
+
+
+def shard_batch(batch: dict, mesh) -> dict:
+  """Global arrays from a batch every process holds whole (evaluation).
+
+  Each process contributes its own rows (`local_rows`); with one process
+  this is `global_batch(batch, mesh)`.
+  """
+  rows = local_rows(len(next(iter(batch.values()))))
+  return global_batch({k: np.asarray(v)[rows] for k, v in batch.items()}, mesh)
+
+
+def sync(name: str) -> None:
+  """Waits until every process reaches this point (no-op with one process)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
+
+
+def check_batch_sizes(config, mesh) -> None:
+  """`config.batch_size` and `config.eval_batch_size` split over the mesh.
+
+  Raises:
+    ConfigError: naming the field, its value and the number of devices.
+  """
+  for field in ('batch_size', 'eval_batch_size'):
+    check_divisible(config[field], mesh, f'config.{field}')

@@ -22,6 +22,7 @@ from jaxser import audio
 from jaxser import checkpoint as checkpoint_lib
 from jaxser import features as features_lib
 from jaxser import input_pipeline
+from jaxser import parallel
 from jaxser import train
 from jaxser.errors import JaxserError
 
@@ -39,7 +40,11 @@ AUDIO_SUFFIXES = ('.wav', '.flac', '.ogg', '.aiff', '.aif')
 
 
 class Predictor:
-  """A restored model with its features and standardiser."""
+  """A restored model with its features and standardiser.
+
+  Batches are split over this process's devices (`jax.local_devices()`), so
+  the batch size must divide by their number.
+  """
 
   def __init__(self, workdir: str):
     # Read-only: creates nothing, and leaves alone the temporary folder of a
@@ -57,12 +62,19 @@ class Predictor:
     model = train.create_model(self.config, len(self.classes))
     state = train.create_train_state(self.config, model, self.params.num_bins)
     self.state, _ = checkpoints.restore(kind, checkpoint_lib.abstract(state))
-    self.state = state.replace(params=self.state.params)
+    self.mesh = parallel.make_mesh(jax.local_devices())
+    self.state = parallel.replicate(state.replace(params=self.state.params),
+                                    self.mesh)
     checkpoints.close()
-    self._eval = jax.jit(train.eval_step)
+    self._eval = train.make_eval_step(self.mesh)
 
   def __call__(self, waveforms: list, batch_size: int = 32):
-    """Probabilities `[n, classes]` and embeddings `[n, dim]` of waveforms."""
+    """Probabilities `[n, classes]` and embeddings `[n, dim]` of waveforms.
+
+    Raises:
+      ConfigError: `batch_size` does not divide by the number of devices.
+    """
+    parallel.check_divisible(batch_size, self.mesh, '--batch_size')
     feats = features_lib.extract_numpy(waveforms, self.params)
     examples = input_pipeline.Examples(feats, np.zeros(len(feats), np.int32),
                                        np.arange(len(feats)), self.standardizer)
@@ -70,7 +82,8 @@ class Predictor:
     z = None
     for rows, batch in input_pipeline.eval_batches(
         examples, batch_size=batch_size, buckets=self.config.buckets):
-      out = jax.device_get(self._eval(self.state, batch))
+      out = jax.device_get(self._eval(self.state, jax.device_put(
+          batch, parallel.batch_sharding(self.mesh))))
       probs[rows] = jax.nn.softmax(out['logits'][:len(rows)])
       if z is None:
         z = np.zeros((len(feats), out['embeddings'].shape[-1]), np.float32)

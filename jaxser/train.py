@@ -29,6 +29,7 @@ from jaxser import losses
 from jaxser import metrics as metrics_lib
 from jaxser import models
 from jaxser import experiment
+from jaxser import parallel
 from jaxser.errors import NonFiniteError
 
 
@@ -122,21 +123,46 @@ def eval_step(state: TrainState, batch: dict) -> dict:
   return {'logits': logits, 'embeddings': embeddings}
 
 
-def make_steps(config: ml_collections.ConfigDict, class_weights: np.ndarray):
-  """The jitted train step (state donated) and eval step for a config."""
+def make_steps(config: ml_collections.ConfigDict, class_weights: np.ndarray,
+               mesh: jax.sharding.Mesh | None = None):
+  """The jitted train step (state donated) and eval step for a config.
+
+  Both are data parallel over `mesh` (default: a mesh over every device,
+  `parallel.make_mesh()`): the batch is split along its first axis, the state
+  is replicated, and XLA inserts the reductions over the global batch. With
+  one device this is the plain single-device step. Give the train step a
+  state placed with `parallel.replicate(state, mesh)` (as it returns it), or
+  its first call compiles once more for the unplaced state.
+  """
   step = functools.partial(
       train_step, class_weights=jnp.asarray(class_weights, jnp.float32),
       lam=config.center_loss_weight, alpha=config.center_alpha,
       warmup_steps=config.warmup_steps, rule=config.center_update)
+  mesh = parallel.make_mesh() if mesh is None else mesh
+  state, rows = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   options = models.compiler_options() or None  # faster CPU convolutions
-  return (jax.jit(step, donate_argnums=0, compiler_options=options),
-          jax.jit(eval_step, compiler_options=options))
+  return (jax.jit(step, in_shardings=(state, rows), out_shardings=(state, state),
+                  donate_argnums=0, compiler_options=options),
+          make_eval_step(mesh))
+
+
+def make_eval_step(mesh: jax.sharding.Mesh | None = None):
+  """`eval_step` jitted data parallel over `mesh` (default: every device)."""
+  mesh = parallel.make_mesh() if mesh is None else mesh
+  state, rows = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  return jax.jit(eval_step, in_shardings=(state, rows), out_shardings=rows,
+                 compiler_options=models.compiler_options() or None)
 
 
 def evaluate(eval_fn, state: TrainState, examples: input_pipeline.Examples, *,
              batch_size: int, buckets, num_classes: int,
-             class_weights: np.ndarray | None = None) -> tuple[dict, dict]:
+             class_weights: np.ndarray | None = None,
+             mesh: jax.sharding.Mesh | None = None) -> tuple[dict, dict]:
   """Runs a whole split: metrics, and per-utterance outputs in split order.
+
+  Each batch is split over `mesh` (default: every device) like the training
+  batches; with several processes each one feeds its rows and the outputs
+  are gathered, so the metrics are over the whole split on every process.
 
   Returns:
     `(metrics, outputs)`: metrics has 'ua', 'wa', 'ce' (class-weighted when
@@ -144,11 +170,12 @@ def evaluate(eval_fn, state: TrainState, examples: input_pipeline.Examples, *,
     outputs has 'logits', 'embeddings', 'labels' in the split's order.
   """
   n = len(examples)
+  mesh = parallel.make_mesh() if mesh is None else mesh
   logits = np.zeros((n, num_classes), np.float32)
   embeddings = None
   for rows, batch in input_pipeline.eval_batches(examples, batch_size=batch_size,
                                                  buckets=buckets):
-    out = jax.device_get(eval_fn(state, batch))
+    out = parallel.to_host(eval_fn(state, parallel.shard_batch(batch, mesh)))
     logits[rows] = out['logits'][:len(rows)]
     if embeddings is None:
       embeddings = np.zeros((n, out['embeddings'].shape[-1]), np.float32)
@@ -175,6 +202,9 @@ class MetricsWriter:
   """metrics.jsonl (deterministic: no timings) and TensorBoard events."""
 
   def __init__(self, workdir: str, resume_step: int):
+    self.enabled = parallel.is_chief()  # one process writes
+    if not self.enabled:
+      return
     self.path = os.path.join(workdir, 'metrics.jsonl')
     kept = _lines_to_keep(self.path, resume_step) if os.path.exists(self.path) else []
     with open(self.path + '.tmp', 'w') as f:
@@ -184,6 +214,8 @@ class MetricsWriter:
     self._tb = _summary_writer(os.path.join(workdir, 'tensorboard'))
 
   def write(self, step: int, split: str, values: dict) -> None:
+    if not self.enabled:
+      return
     record = {'step': int(step), 'split': split, **values}
     self._file.write(json.dumps(record) + '\n')
     self._file.flush()
@@ -192,8 +224,9 @@ class MetricsWriter:
         self._tb.add_scalar(f'{split}/{key}', value, step)
 
   def close(self):
-    self._file.close()
-    self._tb.close()
+    if self.enabled:
+      self._file.close()
+      self._tb.close()
 
 
 def _summary_writer(logdir: str):
@@ -342,16 +375,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
 
 def _train_and_evaluate(config, workdir, interrupt_at_step, closing):
+  mesh = parallel.make_mesh()
+  parallel.check_batch_sizes(config, mesh)
+  logging.info('data parallel over %d devices (%d processes): global batch %d, '
+               '%d per device', mesh.devices.size, jax.process_count(),
+               config.batch_size, config.batch_size // mesh.devices.size)
   data = experiment.prepare(config, workdir)
   num_classes = data.label_map.num_classes
   model = create_model(config, num_classes)
-  state = create_train_state(config, model, data.feature_params.num_bins)
-  train_fn, eval_fn = make_steps(config, data.class_weights)
+  state = parallel.replicate(
+      create_train_state(config, model, data.feature_params.num_bins), mesh)
+  train_fn, eval_fn = make_steps(config, data.class_weights, mesh)
   checkpoints = closing.enter_context(
       contextlib.closing(checkpoint_lib.Checkpoints(workdir)))
+  # Each process prepares its own rows of every global batch.
   dataset = input_pipeline.train_dataset(
       data.train, batch_size=config.batch_size, buckets=config.buckets,
-      seed=config.seed)
+      seed=config.seed, shard_index=jax.process_index(),
+      shard_count=jax.process_count())
   iterator = input_pipeline.train_iterator(dataset)
 
   # Resume.
@@ -375,11 +416,12 @@ def _train_and_evaluate(config, workdir, interrupt_at_step, closing):
   writer = closing.enter_context(contextlib.closing(MetricsWriter(workdir, start)))
   progress = _Progress(start, config.num_train_steps)
   eval_kw = dict(batch_size=config.eval_batch_size, buckets=config.buckets,
-                 num_classes=num_classes, class_weights=data.class_weights)
+                 num_classes=num_classes, class_weights=data.class_weights,
+                 mesh=mesh)
 
   pending = []  # (step, device metrics) not yet fetched
   for step in range(start + 1, config.num_train_steps + 1):
-    state, step_metrics = train_fn(state, next(iterator))
+    state, step_metrics = train_fn(state, parallel.global_batch(next(iterator), mesh))
     pending.append((step, step_metrics))
     last = step == config.num_train_steps
     log_now = step % config.log_every_steps == 0 or last
@@ -446,14 +488,16 @@ def _final_report(config, workdir, data, state, eval_fn, checkpoints, best,
       'split_sizes': {'train': len(data.train), 'dev': len(data.dev),
                       'test': len(data.test)},
   }
-  path = os.path.join(workdir, 'results.json')
-  with open(path + '.tmp', 'w') as f:  # complete or absent: crossval reads it
-    json.dump(results, f, indent=1)
-  os.replace(path + '.tmp', path)
+  if parallel.is_chief():
+    path = os.path.join(workdir, 'results.json')
+    with open(path + '.tmp', 'w') as f:  # complete or absent: crossval reads it
+      json.dump(results, f, indent=1)
+    os.replace(path + '.tmp', path)
   if config.plots:
     _, train_out = evaluate(eval_fn, state, data.train, **eval_kw)
-    results['plots'] = experiment.write_plots(workdir, data.label_map.classes,
-                                            test['confusion'], train_out, test_out)
+    if parallel.is_chief():
+      results['plots'] = experiment.write_plots(
+          workdir, data.label_map.classes, test['confusion'], train_out, test_out)
   logging.info('test UA %.4f WA %.4f (selected step %s)', test['ua'], test['wa'],
                best['step'])
   return results

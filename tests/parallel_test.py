@@ -1,15 +1,18 @@
-"""Data parallelism: 4 CPU devices give the 1-device result, centres included."""
+"""Data parallelism: 4 CPU devices, and 2 processes, give the 1-device result."""
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = textwrap.dedent('''
-    import functools
-    import jax, jax.numpy as jnp, numpy as np
+    import jax, numpy as np
     from configs import tiny
     from jaxser import parallel, train
 
@@ -35,16 +38,16 @@ SCRIPT = textwrap.dedent('''
       parallel.check_divisible(8, mesh)
       state = train.create_train_state(config, model, 64)
       state = parallel.replicate(state, mesh)
-      step = functools.partial(train.train_step, class_weights=jnp.array([1., 1.5, 1., 1.5]),
-                               lam=0.3, alpha=0.5, warmup_steps=1, rule='ema')
-      fn = jax.jit(step, in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
-                   out_shardings=parallel.replicated(mesh), donate_argnums=0)
+      # The package's steps (train.make_steps), as train_and_evaluate runs them.
+      train_fn, eval_fn = train.make_steps(config, np.array([1., 1.5, 1., 1.5]), mesh)
       for batch in batches:
-        state, _ = fn(state, parallel.global_batch(batch, mesh))
-      return jax.device_get(state)
+        state, _ = train_fn(state, parallel.global_batch(batch, mesh))
+      outputs = eval_fn(state, parallel.shard_batch(batches[0], mesh))
+      assert len(outputs['logits'].sharding.device_set) == len(devices)
+      return jax.device_get(state), jax.device_get(outputs)
 
-    one = run(jax.devices()[:1])
-    four = run(jax.devices())
+    (one, one_out), (four, four_out) = run(jax.devices()[:1]), run(jax.devices())
+    np.testing.assert_allclose(one_out['logits'], four_out['logits'], atol=1e-5)
     diffs = jax.tree_util.tree_leaves(jax.tree_util.tree_map(
         lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))),
         one.params, four.params))
@@ -53,9 +56,10 @@ SCRIPT = textwrap.dedent('''
     print('PARAM_DIFF', max(diffs), 'CENTRE_DIFF', centre_diff)
     assert max(diffs) <= 1e-5 and centre_diff <= 1e-5
     try:
-      parallel.check_divisible(6, parallel.make_mesh())
+      parallel.check_batch_sizes(dict(batch_size=6, eval_batch_size=8),
+                                 parallel.make_mesh())
     except Exception as e:
-      assert 'divisible by the 4 devices' in str(e), e
+      assert 'config.batch_size=6: must be divisible by the 4 devices' in str(e), e
     else:
       raise AssertionError('batch 6 on 4 devices was accepted')
 ''')
@@ -68,3 +72,95 @@ def test_four_devices_equal_one_device():
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert 'PARAM_DIFF' in out.stdout
+
+
+# The real CLI, recording after every step this process's copy of the
+# parameters and centres.
+RECORDING_DRIVER = textwrap.dedent('''
+    import os
+    from absl import app
+    import jax
+    import numpy as np
+    from jaxser import main, train
+    make_steps = train.make_steps
+
+    def recording_make_steps(config, class_weights, mesh=None):
+      train_fn, eval_fn = make_steps(config, class_weights, mesh)
+      def step(state, batch):
+        state, metrics = train_fn(state, batch)
+        leaves = jax.tree_util.tree_leaves((state.params, state.centers.centers))
+        np.savez(os.environ['STATE_OUT'],
+                 *[np.asarray(leaf.addressable_data(0)) for leaf in leaves])
+        return state, metrics
+      return step, eval_fn
+
+    train.make_steps = recording_make_steps
+    app.run(main.main, flags_parser=main.parse_flags)
+''')
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_and_four_devices_train_as_one(tone_manifest, tmp_path):
+  """The CLI: 2 processes (jax.distributed on loopback) == 4 devices == 1."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  env.pop('XLA_FLAGS', None)
+
+  def cli(workdir, *extra):
+    return [sys.executable, '-c', RECORDING_DRIVER, '--config=configs/tiny.py',
+            f'--workdir={workdir}', '--config.corpus=manifest',
+            f'--config.corpus_root={tone_manifest}',
+            f'--config.cache_dir={tmp_path / "cache"}', '--config.plots=False',
+            *extra]
+
+  # One process first: the reference, and it fills the feature cache.
+  single = subprocess.run(cli(tmp_path / 'one'), cwd=ROOT, capture_output=True,
+                          text=True, timeout=600,
+                          env=dict(env, STATE_OUT=str(tmp_path / 'one.npz')))
+  assert single.returncode == 0, single.stderr[-3000:]
+
+  port = _free_port()
+  procs = [subprocess.Popen(
+      cli(tmp_path / 'two', f'--coordinator_address=127.0.0.1:{port}',
+          '--num_processes=2', f'--process_id={i}'),
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+      env=dict(env, STATE_OUT=str(tmp_path / f'two{i}.npz'))) for i in range(2)]
+  outs = [p.communicate(timeout=600) for p in procs]
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+
+  one = np.load(tmp_path / 'one.npz')
+  two = [np.load(tmp_path / f'two{i}.npz') for i in range(2)]
+  assert len(one.files) == len(two[0].files) > 2
+  for key in one.files:
+    # The two processes hold the same replicated state...
+    np.testing.assert_array_equal(two[0][key], two[1][key])
+    # ...the state one process reaches on the same global batches.
+    np.testing.assert_allclose(two[0][key], one[key], atol=1e-5, rtol=1e-5)
+
+  # The same command on 4 (forced) CPU devices of one process.
+  four = subprocess.run(
+      cli(tmp_path / 'four'), cwd=ROOT, capture_output=True, text=True,
+      timeout=600, env=dict(env, STATE_OUT=str(tmp_path / 'four.npz'),
+                            XLA_FLAGS='--xla_force_host_platform_device_count=4'))
+  assert four.returncode == 0, four.stderr[-3000:]
+  assert '4 devices' in four.stderr, four.stderr[-3000:]
+  four = np.load(tmp_path / 'four.npz')
+  for key in one.files:
+    np.testing.assert_allclose(four[key], one[key], atol=1e-5, rtol=1e-5)
+
+  # Process 0 alone wrote the metrics (each step once) and the results, and
+  # only it printed the summary.
+  steps = [json.loads(line)['step'] for line in
+           open(tmp_path / 'two' / 'metrics.jsonl') if '"train"' in line]
+  assert steps == sorted(set(steps)) and steps
+  results = json.load(open(tmp_path / 'two' / 'results.json'))
+  reference = json.load(open(tmp_path / 'one' / 'results.json'))
+  assert results['selected_step'] == reference['selected_step']
+  assert abs(results['ua'] - reference['ua']) < 1e-6
+  assert 'test UA' in outs[0][0] and 'test UA' not in outs[1][0]
+  assert os.path.isdir(tmp_path / 'two' / 'best')

@@ -51,8 +51,8 @@ from jaxser import main, train
 where, value, at = os.environ['FAULT'].split(':')
 make_steps = train.make_steps
 
-def faulty_make_steps(config, class_weights):
-  train_fn, eval_fn = make_steps(config, class_weights)
+def faulty_make_steps(config, class_weights, mesh=None):
+  train_fn, eval_fn = make_steps(config, class_weights, mesh)
   def step(state, batch):
     state, metrics = train_fn(state, batch)
     if int(state.step) == int(at):

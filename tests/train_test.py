@@ -13,6 +13,7 @@ from configs import tiny
 from jaxser import experiment
 from jaxser import input_pipeline
 from jaxser import predict
+from jaxser import parallel
 from jaxser import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,8 +87,12 @@ def test_compiled_train_steps_bounded_by_buckets(tone_manifest, tmp_path):
                        buckets=(60, 100, 140, 180, 300))
   data = experiment.prepare(config, str(tmp_path / 'run'))
   model = train.create_model(config, 4)
-  state = train.create_train_state(config, model, data.feature_params.num_bins)
-  train_fn, _ = train.make_steps(config, data.class_weights)
+  mesh = parallel.make_mesh()
+  # Placed as the steps keep it (replicated), as train_and_evaluate does;
+  # otherwise the first call compiles once more for the unplaced state.
+  state = parallel.replicate(
+      train.create_train_state(config, model, data.feature_params.num_bins), mesh)
+  train_fn, _ = train.make_steps(config, data.class_weights, mesh)
   dataset = input_pipeline.train_dataset(data.train, batch_size=config.batch_size,
                                          buckets=config.buckets, seed=0)
   seen = set()
