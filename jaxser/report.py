@@ -125,14 +125,15 @@ def markdown_table(summary: Mapping) -> str:
   folds.append(('mean ± std', '', pct_pm(summary['ua']), pct_pm(summary['wa'])))
   lines = _table(('fold', 'seed', 'UA %', 'WA %'), folds)
   lines += ['', f'± is the population standard deviation (ddof='
-            f'{summary["std_ddof"]}) over the {summary["num_folds"]} folds.']
+            f'{summary["std_ddof"]}) over the {summary["num_folds"]} runs '
+            f'(every fold of every seed).']
   if len(summary['seeds']) > 1:
     lines += [''] + _table(('seed', 'mean UA %', 'mean WA %'),
                            [(s['seed'], pct(s['ua']), pct(s['wa']))
                             for s in summary['seeds']])
   names = summary['class_names']
   lines += ['', f'Averaged row-normalised confusion matrix (mean over the '
-            f'{summary["num_folds"]} folds; rows: true class, columns: '
+            f'{summary["num_folds"]} runs; rows: true class, columns: '
             f'predicted):', '']
   lines += _table(['true \\ predicted'] + list(names),
                   [[name] + [f'{v:.3f}' for v in row]
