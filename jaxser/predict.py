@@ -112,6 +112,7 @@ def main(argv):
     raise app.UsageError('give audio files or folders to predict')
   try:
     predictor = Predictor(flags.FLAGS.workdir)
+    parallel.check_divisible(flags.FLAGS.batch_size, predictor.mesh, '--batch_size')
   except JaxserError as e:
     sys.exit(f'jaxser: {e}')
   waves, readable = [], []

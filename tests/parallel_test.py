@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import socket
 import subprocess
 import sys
@@ -152,6 +153,33 @@ def test_two_processes_and_four_devices_train_as_one(tone_manifest, tmp_path):
   four = np.load(tmp_path / 'four.npz')
   for key in one.files:
     np.testing.assert_allclose(four[key], one[key], atol=1e-5, rtol=1e-5)
+
+  # Prediction over the 4 devices agrees with one device; a batch size that
+  # does not divide by 4 is refused by name.
+  wavs = sorted(str(p) for p in pathlib.Path(tone_manifest).parent.glob('*.wav'))[:6]
+  four_devices = dict(env, XLA_FLAGS='--xla_force_host_platform_device_count=4')
+
+  def predict(run_env, batch_size):
+    return subprocess.run(
+        [sys.executable, '-m', 'jaxser.predict', f'--workdir={tmp_path / "four"}',
+         f'--batch_size={batch_size}', *wavs], cwd=ROOT, env=run_env,
+        capture_output=True, text=True, timeout=600)
+
+  on_four, on_one = predict(four_devices, 4), predict(env, 4)
+  assert on_four.returncode == 0 and on_one.returncode == 0, on_four.stderr[-3000:]
+  rows = [[json.loads(line) for line in out.stdout.splitlines()]
+          for out in (on_four, on_one)]
+  assert len(rows[0]) == len(wavs)
+  for a, b in zip(*rows):
+    assert a['emotion'] == b['emotion']
+    np.testing.assert_allclose(list(a['probabilities'].values()),
+                               list(b['probabilities'].values()), atol=1e-5)
+  refused = predict(four_devices, 6)
+  assert refused.returncode != 0
+  last = refused.stderr.strip().splitlines()[-1]
+  assert last.startswith('jaxser: --batch_size=6: must be divisible by the 4 '
+                         'devices'), refused.stderr[-3000:]
+  assert 'Traceback' not in refused.stderr
 
   # Process 0 alone wrote the metrics (each step once) and the results, and
   # only it printed the summary.
