@@ -361,8 +361,9 @@ def main(argv=None, evaluate: bool = False):
   print(f'jax {jax.__version__} backend={jax.default_backend()} '
         f'devices={jax.devices()} cpus={os.cpu_count()} '
         f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}')
-  print(f'compiler options: '
-        f'{models.compiler_options() if args.xla_options else "XLA defaults"}')
+  print('compiler options: ' + (', '.join(
+      f'{kind} {models.compiler_options(num_bins=BINS[kind])}'
+      for kind in args.kinds) if args.xla_options else 'XLA defaults'))
   print(f'best and median of {args.repeats} interleaved rounds; env: '
         + (' '.join(f'{k}={v}' for k, v in os.environ.items()
                     if k.startswith(('GLIBC_', 'MALLOC_'))) or 'default'),
