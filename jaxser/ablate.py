@@ -48,16 +48,15 @@ from typing import NamedTuple, Sequence
 from absl import app
 from absl import flags
 from absl import logging
-import jax
 import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxser import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
 from jaxser import crossval  # pylint: disable=g-import-not-at-top
 from jaxser import experiment  # pylint: disable=g-import-not-at-top
+from jaxser import parallel  # pylint: disable=g-import-not-at-top
 from jaxser import report  # pylint: disable=g-import-not-at-top
 from jaxser import train  # pylint: disable=g-import-not-at-top
 from jaxser.errors import JaxserError  # pylint: disable=g-import-not-at-top
@@ -290,25 +289,6 @@ def fold_dirs(run_dir: str, seeds: Sequence[int],
   return out
 
 
-def _restore(fold_dir: str):
-  """The fold's config, data and state with its selected parameters.
-
-  The checkpoint `train` selected (best dev UA; the latest if no dev
-  evaluation ran), restored as `jaxser.predict.Predictor` does (predict
-  cannot be imported beside crossval: both define --workdir).
-  """
-  checkpoints = checkpoint_lib.Checkpoints(fold_dir, read_only=True)
-  kind = (checkpoint_lib.BEST if checkpoints.latest_step(checkpoint_lib.BEST)
-          is not None else checkpoint_lib.LATEST)
-  config = ml_collections.ConfigDict(checkpoints.restore_meta(kind)['config'])
-  data = experiment.prepare(config, fold_dir)
-  model = train.create_model(config, data.label_map.num_classes)
-  state = train.create_train_state(config, model, data.feature_params.num_bins)
-  restored, _ = checkpoints.restore(kind, checkpoint_lib.abstract(state))
-  checkpoints.close()
-  return config, data, state.replace(params=restored.params)
-
-
 def fold_embeddings(fold_dir: str, splits: Sequence[str] = ('test',)) -> dict:
   """Embeddings of a fold's splits under its selected parameters, cached.
 
@@ -323,12 +303,19 @@ def fold_embeddings(fold_dir: str, splits: Sequence[str] = ('test',)) -> dict:
   paths = {s: os.path.join(fold_dir, f'embeddings_{s}.npz') for s in splits}
   missing = [s for s in splits if not os.path.exists(paths[s])]
   if missing:
-    config, data, state = _restore(fold_dir)
-    eval_fn = jax.jit(train.eval_step)
+    # The selected checkpoint, evaluated as the training run evaluates: the
+    # package's jitted eval step over every device, the state replicated.
+    meta, state = train.restore_selected(fold_dir)
+    config = ml_collections.ConfigDict(meta['config'])
+    data = experiment.prepare(config, fold_dir)
+    mesh = parallel.make_mesh()
+    state = parallel.replicate(state, mesh)
+    eval_fn = train.make_eval_step(mesh)
     for split in missing:
       metrics, out = train.evaluate(
           eval_fn, state, getattr(data, split), batch_size=config.eval_batch_size,
-          buckets=tuple(config.buckets), num_classes=data.label_map.num_classes)
+          buckets=tuple(config.buckets), num_classes=data.label_map.num_classes,
+          mesh=mesh)
       tmp = paths[split] + '.tmp.npz'
       np.savez(tmp, z=out['embeddings'], labels=out['labels'], ua=metrics['ua'],
                confusion=np.asarray(metrics['confusion']))

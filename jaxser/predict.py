@@ -19,7 +19,6 @@ import ml_collections
 import numpy as np
 
 from jaxser import audio
-from jaxser import checkpoint as checkpoint_lib
 from jaxser import features as features_lib
 from jaxser import input_pipeline
 from jaxser import parallel
@@ -47,25 +46,15 @@ class Predictor:
   """
 
   def __init__(self, workdir: str):
-    # Read-only: creates nothing, and leaves alone the temporary folder of a
-    # checkpoint that a training run in this workdir may be writing.
-    checkpoints = checkpoint_lib.Checkpoints(workdir, read_only=True)
-    kind = (checkpoint_lib.BEST if checkpoints.latest_step(checkpoint_lib.BEST)
-            is not None else checkpoint_lib.LATEST)
-    meta = checkpoints.restore_meta(kind)
+    meta, state = train.restore_selected(workdir)
     self.config = ml_collections.ConfigDict(meta['config'])
     self.classes = meta['classes']
     self.params = features_lib.FeatureParams(**meta['features'])
     self.standardizer = features_lib.Standardizer(
         np.asarray(meta['standardizer']['mean'], np.float32),
         np.asarray(meta['standardizer']['std'], np.float32))
-    model = train.create_model(self.config, len(self.classes))
-    state = train.create_train_state(self.config, model, self.params.num_bins)
-    self.state, _ = checkpoints.restore(kind, checkpoint_lib.abstract(state))
     self.mesh = parallel.make_mesh(jax.local_devices())
-    self.state = parallel.replicate(state.replace(params=self.state.params),
-                                    self.mesh)
-    checkpoints.close()
+    self.state = parallel.replicate(state, self.mesh)
     self._eval = train.make_eval_step(self.mesh)
 
   def __call__(self, waveforms: list, batch_size: int = 32):

@@ -156,6 +156,34 @@ def make_eval_step(mesh: jax.sharding.Mesh | None = None):
                  compiler_options=models.compiler_options() or None)
 
 
+def restore_selected(workdir: str) -> tuple[dict, TrainState]:
+  """The checkpoint a run selected, for inference: `(meta, state)`.
+
+  The best dev UA checkpoint, or the latest when no dev evaluation ran. The
+  checkpoints are opened read-only: nothing is created, and the temporary
+  folder of a save that a training run in `workdir` may be writing is left
+  alone. The state holds the selected parameters (the rest is freshly
+  initialised) on the default device; `parallel.replicate` it for a mesh.
+
+  Raises:
+    CheckpointError: no (complete) checkpoint, or one this code cannot
+      restore.
+  """
+  checkpoints = checkpoint_lib.Checkpoints(workdir, read_only=True)
+  try:
+    kind = (checkpoint_lib.BEST if checkpoints.latest_step(checkpoint_lib.BEST)
+            is not None else checkpoint_lib.LATEST)
+    meta = checkpoints.restore_meta(kind)
+    config = ml_collections.ConfigDict(meta['config'])
+    model = create_model(config, len(meta['classes']))
+    state = create_train_state(config, model,
+                               experiment.feature_params(config).num_bins)
+    restored, _ = checkpoints.restore(kind, checkpoint_lib.abstract(state))
+  finally:
+    checkpoints.close()
+  return meta, state.replace(params=restored.params)
+
+
 def evaluate(eval_fn, state: TrainState, examples: input_pipeline.Examples, *,
              batch_size: int, buckets, num_classes: int,
              class_weights: np.ndarray | None = None,
