@@ -210,12 +210,6 @@ def _read_json(path):
     return json.load(f)
 
 
-def _write_json(path, value):
-  with open(path + '.tmp', 'w') as f:
-    json.dump(value, f, indent=1)
-  os.replace(path + '.tmp', path)
-
-
 def _compared(config: ml_collections.ConfigDict) -> dict:
   values = json.loads(config.to_json_best_effort())
   return {k: v for k, v in values.items() if k not in _NOT_COMPARED}
@@ -255,10 +249,10 @@ def run_variant(config: ml_collections.ConfigDict, workdir: str, variant: Varian
       logging.info('%s: all runs finished before, summary reused', run_dir)
       return summary
   os.makedirs(run_dir, exist_ok=True)
-  _write_json(record_path, {'config': _compared(config), 'finished': None})
+  experiment.write_json(record_path, {'config': _compared(config), 'finished': None})
   summary = crossval.run(config, run_dir, [int(s) for s in seeds],
                          None if folds is None else [int(k) for k in folds])
-  _write_json(record_path, {'config': _compared(config), 'finished': wanted})
+  experiment.write_json(record_path, {'config': _compared(config), 'finished': wanted})
   return summary
 
 

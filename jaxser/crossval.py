@@ -61,8 +61,7 @@ def run(config, workdir: str, seeds, folds=None) -> dict:
       results.append({'fold': result['fold'], 'seed': int(seed), 'ua': result['ua'],
                       'wa': result['wa'], 'confusion': result['confusion']})
   summary = report.fold_summary(results, results and _classes(workdir, seeds, folds))
-  with open(os.path.join(workdir, 'summary.json'), 'w') as f:
-    json.dump(summary, f, indent=1)
+  experiment.write_json(os.path.join(workdir, 'summary.json'), summary)
   with open(os.path.join(workdir, 'summary.md'), 'w') as f:
     f.write(report.markdown_table(summary))
   return summary

@@ -216,6 +216,18 @@ def ensure_writable(folder: str, what: str) -> None:
                       f'({e.strerror or e}); choose a writable folder') from e
 
 
+def write_json(path: str, value) -> None:
+  """Writes `value` as JSON to `path`, complete or not at all.
+
+  Written to `path.tmp`, then renamed over `path`: a run killed while
+  writing leaves the previous file (or none), never half of one, for the
+  resumable drivers that read these files back.
+  """
+  with open(path + '.tmp', 'w') as f:
+    json.dump(value, f, indent=1)
+  os.replace(path + '.tmp', path)
+
+
 def model_signature(config: ml_collections.ConfigDict, label_map) -> dict:
   """What must match for a checkpoint to load into this run's model."""
   return {'classes': list(label_map.classes),

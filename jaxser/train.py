@@ -518,11 +518,8 @@ def _final_report(config, workdir, data, state, eval_fn, checkpoints, best,
       'split_sizes': {'train': len(data.train), 'dev': len(data.dev),
                       'test': len(data.test)},
   }
-  if parallel.is_chief():
-    path = os.path.join(workdir, 'results.json')
-    with open(path + '.tmp', 'w') as f:  # complete or absent: crossval reads it
-      json.dump(results, f, indent=1)
-    os.replace(path + '.tmp', path)
+  if parallel.is_chief():  # complete or absent: crossval reads it
+    experiment.write_json(os.path.join(workdir, 'results.json'), results)
   if config.plots:
     _, train_out = evaluate(eval_fn, state, data.train, **eval_kw)
     if parallel.is_chief():
