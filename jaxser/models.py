@@ -241,12 +241,13 @@ def _max_pool(x: jax.Array, size: int) -> jax.Array:
 
 
 def _max_pool_fwd(x, size):
-  return _max_pool(x, size), x
+  peak = _max_pool(x, size)
+  return peak, (x, peak)  # the next layer keeps `peak` anyway
 
 
-def _max_pool_bwd(size, x, g):
+def _max_pool_bwd(size, residuals, g):
+  x, peak = residuals  # peak: [B, T', F', C]
   windows = _pool_windows(x, size)  # [B, T', size, F', size, C]
-  peak = jnp.max(windows, axis=(2, 4))  # [B, T', F', C]
   taken = jnp.zeros(peak.shape, bool)
   rows = []
   for i in range(size):
