@@ -90,49 +90,95 @@ def frame_mask(frame_lengths, max_len: int):
 
 # --------------------------------------------------------------------------
 # Power spectrogram.
+#
+# On the CPU the batch is processed a few utterances at a time inside one
+# `lax.map`, so that the frames and spectra of a chunk (a few MiB) stay in
+# cache and reuse one small scratch buffer. Computed for the whole batch at
+# once, they are hundreds of MiB that the allocator maps afresh on every call,
+# and the page faults of touching them cost about as much as the FFT itself
+# (docs/performance.md). GPUs and TPUs take the whole batch at once.
+
+_CHUNK_FRAMES = 2000  # Frames per chunk: 4 utterances of 4 s, 1 of 14 s.
 
 
 def _window(win_length: int) -> np.ndarray:
   return librosa.filters.get_window('hamming', win_length, fftbins=True).astype(np.float32)
 
 
-def _frames(waveforms, starts, num_out: int, *, n_fft: int, hop_length: int,
-            win_length: int):
-  """Windowed frames `[batch, num_out, n_fft]` of the centred signal.
+def _chunk_power(signal, starts, num_out: int, *, n_fft: int, hop_length: int,
+                 win_length: int):
+  """|rfft|^2 of the centred, windowed frames of `[chunk, samples]` signals.
 
-  Frame t of an utterance covers samples `[t * hop - n_fft // 2, ...)` of the
-  zero-padded signal, with the window centred in it and zeros around (as
-  librosa pads a short window). Frames are whole FFT inputs, so the FFT does
-  not pad them again. `starts` `[batch]` are the first kept frame of each
-  utterance (the crop).
+  librosa's frame t covers samples `[t * hop - n_fft // 2, ...)` of the
+  zero-padded signal, with the window centred in it and zeros around. Only
+  the `win_length` windowed samples are gathered here, at the start of the
+  FFT input instead of its middle: a circular shift changes the phase of
+  every bin, never its power. `starts` `[chunk]` are the first kept frame of
+  each utterance (the crop).
+
+  Returns:
+    `[chunk, num_out, n_fft // 2 + 1]` float32.
   """
-  span = (num_out - 1) * hop_length + n_fft
-  padded = jnp.pad(waveforms, ((0, 0), (n_fft // 2, span)))
+  samples = signal.shape[1]
+  lead = n_fft // 2 - (n_fft - win_length) // 2  # Samples before frame 0's window.
+  span = (num_out - 1) * hop_length + win_length
+  # Room for the latest start: that of an utterance filling the whole width.
+  latest = max(int(num_frames(samples, hop_length)) - num_out, 0) // 2
+  padded = jnp.pad(signal, ((0, 0), (lead, max(latest * hop_length + span - lead - samples, 0))))
   take = lambda row, s: jax.lax.dynamic_slice(row, (s * hop_length,), (span,))
-  signal = jax.vmap(take)(padded, starts)  # [batch, span]
-  index = np.arange(num_out)[:, None] * hop_length + np.arange(n_fft)[None, :]
-  lpad = (n_fft - win_length) // 2
-  window = np.zeros(n_fft, np.float32)
-  window[lpad:lpad + win_length] = _window(win_length)
-  return signal[:, index] * window
+  segment = jax.vmap(take)(padded, starts)  # [chunk, span]
+  index = np.arange(num_out)[:, None] * hop_length + np.arange(win_length)[None, :]
+  spectrum = jnp.fft.rfft(segment[:, index] * _window(win_length), n=n_fft)
+  return jnp.real(spectrum) ** 2 + jnp.imag(spectrum) ** 2
 
 
-def _power(waveforms, starts, num_out: int, *, n_fft: int, hop_length: int,
-           win_length: int, chunks: int = 4):
-  """|rfft|^2 of the frames, `[batch, num_out, n_fft // 2 + 1]`.
+def _chunk_size(waveforms, num_out: int) -> int:
+  """Utterances per chunk: the whole batch off the CPU, or when explicit
+  sharding splits it over devices (`lax.map` cannot loop over a split axis)."""
+  batch = waveforms.shape[0]
+  spec = getattr(jax.typeof(waveforms).sharding, 'spec', ()) if hasattr(jax, 'typeof') else ()
+  if jax.default_backend() != 'cpu' or (len(spec) > 0 and spec[0] is not None):
+    return batch
+  return max(1, min(batch, _CHUNK_FRAMES // num_out))
 
-  The batch is cut into a few independent slices: XLA's CPU FFT runs on one
-  thread, and independent slices run side by side.
+
+def _spectrogram(waveforms, lengths, per_chunk, *, n_fft: int,
+                 hop_length: int, win_length: int, max_frames: int):
+  """`per_chunk(power, frame_lengths)` over chunks of a padded batch.
+
+  Computes the frame counts and crop starts, then the power spectrogram of a
+  few utterances at a time (`_CHUNK_FRAMES`) and hands it to `per_chunk`,
+  whose outputs `[chunk, frames, ...]` are stacked back into the batch.
+
+  Returns:
+    `(per_chunk's output for the batch, frame_lengths [batch] int32)`.
   """
-  bounds = np.linspace(0, waveforms.shape[0], min(chunks, waveforms.shape[0]) + 1)
-  bounds = bounds.astype(int)
-  out = []
-  for lo, hi in zip(bounds[:-1], bounds[1:]):
-    frames = _frames(waveforms[lo:hi], starts[lo:hi], num_out, n_fft=n_fft,
-                     hop_length=hop_length, win_length=win_length)
-    spectrum = jnp.fft.rfft(frames)
-    out.append(jnp.real(spectrum) ** 2 + jnp.imag(spectrum) ** 2)
-  return jnp.concatenate(out) if len(out) > 1 else out[0]
+  waveforms = jnp.asarray(waveforms, jnp.float32)
+  lengths = jnp.asarray(lengths, jnp.int32)
+  chex.assert_rank(waveforms, 2)
+  chex.assert_shape(lengths, (waveforms.shape[0],))
+  batch, samples = waveforms.shape
+  num_out = min(num_frames(samples, hop_length), max_frames)
+  total = num_frames(lengths, hop_length)
+  starts = jnp.maximum(total - max_frames, 0) // 2
+  frame_lengths = jnp.minimum(total, max_frames).astype(jnp.int32)
+
+  def chunk_fn(args):
+    signal, length, start, frame_length = args
+    # Zero anything beyond each length, so padding can never leak in.
+    signal = jnp.where(jnp.arange(samples)[None] < length[:, None], signal, 0.0)
+    power = _chunk_power(signal, start, num_out, n_fft=n_fft,
+                         hop_length=hop_length, win_length=win_length)
+    return per_chunk(power, frame_length)
+
+  size = _chunk_size(waveforms, num_out)
+  rows = -(-batch // size) * size  # Whole chunks; extra rows are empty.
+  pad = lambda x: jnp.pad(x, [(0, rows - batch)] + [(0, 0)] * (x.ndim - 1))
+  chunked = [pad(x).reshape(rows // size, size, *x.shape[1:])
+             for x in (waveforms, lengths, starts, frame_lengths)]
+  out = jax.lax.map(chunk_fn, tuple(chunked))
+  out = jax.tree.map(lambda x: x.reshape(rows, *x.shape[2:])[:batch], out)
+  return out, frame_lengths
 
 
 def power_spectrogram(waveforms, lengths, *, n_fft: int = 1024,
@@ -150,21 +196,11 @@ def power_spectrogram(waveforms, lengths, *, n_fft: int = 1024,
     power: `[batch, frames, n_fft // 2 + 1]` float32, zero on padding frames.
     frame_lengths: `[batch]` int32 valid frames, `min(1 + n // hop, max_frames)`.
   """
-  waveforms = jnp.asarray(waveforms, jnp.float32)
-  lengths = jnp.asarray(lengths, jnp.int32)
-  chex.assert_rank(waveforms, 2)
-  chex.assert_shape(lengths, (waveforms.shape[0],))
-  num_out = min(num_frames(waveforms.shape[1], hop_length), max_frames)
-  # Zero anything beyond each length, so padding can never leak in.
-  waveforms = jnp.where(jnp.arange(waveforms.shape[1])[None] < lengths[:, None],
-                        waveforms, 0.0)
-  total = num_frames(lengths, hop_length)
-  starts = jnp.maximum(total - max_frames, 0) // 2
-  frame_lengths = jnp.minimum(total, max_frames).astype(jnp.int32)
-  power = _power(waveforms, starts, num_out, n_fft=n_fft,
-                 hop_length=hop_length, win_length=win_length)
-  mask = frame_mask(frame_lengths, num_out)
-  return jnp.where(mask[..., None], power, 0.0), frame_lengths
+  def masked(power, frame_lengths):
+    return jnp.where(frame_mask(frame_lengths, power.shape[1])[..., None], power, 0.0)
+  return _spectrogram(waveforms, lengths, masked, n_fft=n_fft,
+                      hop_length=hop_length, win_length=win_length,
+                      max_frames=max_frames)
 
 
 def power_to_db(power, frame_lengths, *, amin: float = 1e-10,
@@ -185,6 +221,44 @@ def mel_filterbank(sample_rate: int = SAMPLE_RATE, n_fft: int = 1024,
                    n_mels: int = 128) -> np.ndarray:
   """librosa's Slaney Mel filterbank, transposed: `[n_fft // 2 + 1, n_mels]`."""
   return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels).T.astype(np.float32)
+
+
+def _band_groups(filterbank: np.ndarray, groups: int = 8):
+  """`(bins, bands)` slices: runs of consecutive bands and the bins they use.
+
+  Each Mel band is a triangle over a few neighbouring bins, so the bank is
+  mostly zeros. Cut into `groups` runs of consecutive bands, each run needs
+  only the bins under its triangles: with 8 runs the products do about an
+  eighth of the dense product's work. `bins` is None for a run of empty bands.
+  """
+  num_bands = filterbank.shape[1]
+  edges = np.linspace(0, num_bands, min(groups, num_bands) + 1).astype(int)
+  out = []
+  for lo, hi in zip(edges[:-1], edges[1:]):
+    rows = np.flatnonzero(filterbank[:, lo:hi].any(axis=1))
+    bins = slice(rows[0], rows[-1] + 1) if rows.size else None
+    out.append((bins, slice(lo, hi)))
+  return out
+
+
+def apply_filterbank(power, filterbank: np.ndarray):
+  """`power @ filterbank` over the last axis, skipping the bank's zero blocks.
+
+  Args:
+    power: `[..., bins]`.
+    filterbank: a static `[bins, bands]` NumPy array (`mel_filterbank`).
+
+  Returns:
+    `[..., bands]`, equal to the dense product up to float rounding.
+  """
+  parts = []
+  for bins, bands in _band_groups(filterbank):
+    if bins is None:
+      parts.append(jnp.zeros(power.shape[:-1] + (bands.stop - bands.start,), power.dtype))
+    else:
+      parts.append(jnp.einsum('...f,fm->...m', power[..., bins], filterbank[bins, bands],
+                              precision=jax.lax.Precision.HIGHEST))
+  return jnp.concatenate(parts, axis=-1)
 
 
 # --------------------------------------------------------------------------
@@ -211,12 +285,13 @@ def log_mel(waveforms, lengths, *, sample_rate: int = SAMPLE_RATE,
     features: `[batch, frames, n_mels]` float32 dB, 0 on padding frames.
     frame_lengths: `[batch]` int32, `min(1 + n // hop_length, max_frames)`.
   """
-  power, frame_lengths = power_spectrogram(
-      waveforms, lengths, n_fft=n_fft, hop_length=hop_length,
-      win_length=win_length, max_frames=max_frames)
-  mel = jnp.einsum('btf,fm->btm', power, mel_filterbank(sample_rate, n_fft, n_mels),
-                   precision=jax.lax.Precision.HIGHEST)
-  return power_to_db(mel, frame_lengths, amin=amin, top_db=top_db), frame_lengths
+  bank = mel_filterbank(sample_rate, n_fft, n_mels)
+  def to_db(power, frame_lengths):
+    return power_to_db(apply_filterbank(power, bank), frame_lengths,
+                       amin=amin, top_db=top_db)
+  return _spectrogram(waveforms, lengths, to_db, n_fft=n_fft,
+                      hop_length=hop_length, win_length=win_length,
+                      max_frames=max_frames)
 
 
 @functools.partial(jax.jit, static_argnames=(
@@ -228,11 +303,11 @@ def log_stft(waveforms, lengths, *, n_fft: int = 1024, hop_length: int = 160,
 
   Args and returns as `log_mel`, with `n_fft // 2 + 1` (513) bins.
   """
-  power, frame_lengths = power_spectrogram(
-      waveforms, lengths, n_fft=n_fft, hop_length=hop_length,
-      win_length=win_length, max_frames=max_frames)
-  return power_to_db(power + offset, frame_lengths, amin=amin,
-                     top_db=top_db), frame_lengths
+  def to_db(power, frame_lengths):
+    return power_to_db(power + offset, frame_lengths, amin=amin, top_db=top_db)
+  return _spectrogram(waveforms, lengths, to_db, n_fft=n_fft,
+                      hop_length=hop_length, win_length=win_length,
+                      max_frames=max_frames)
 
 
 def extract(waveforms, lengths, params: FeatureParams = FeatureParams()):

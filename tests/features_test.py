@@ -1,5 +1,7 @@
 """Parity of jaxser's features with the authors' librosa recipe, and their invariances."""
 
+import warnings
+
 import chex
 import jax
 import librosa
@@ -59,6 +61,53 @@ def test_parity_with_librosa_within_001_db(kind):
     assert frame_lengths[i] == ref.shape[0] == 1 + len(s) // 160
     np.testing.assert_allclose(feats[i, :frame_lengths[i]], ref, rtol=0, atol=0.01)
     assert np.all(feats[i, frame_lengths[i]:] == 0.0)
+
+
+@pytest.mark.parametrize('n_fft, hop_length, win_length, n_mels', [
+    (512, 128, 400, 40),   # window not a multiple of the hop
+    (256, 100, 256, 32),   # window as long as the FFT
+    (1024, 160, 601, 64),  # odd window, centred half a sample off
+])
+def test_parity_with_librosa_for_other_stft_parameters(n_fft, hop_length, win_length, n_mels):
+  signals = make_signals()[:3]
+  batch, lengths = pad_batch(signals, extra=333)
+  stft_kw = dict(n_fft=n_fft, hop_length=hop_length, win_length=win_length)
+  mel, frame_lengths = features.log_mel(batch, lengths, n_mels=n_mels, **stft_kw)
+  stft, _ = features.log_stft(batch, lengths, **stft_kw)
+  bank = librosa.filters.mel(sr=SR, n_fft=n_fft, n_mels=n_mels)
+  for i, s in enumerate(signals):
+    power = np.abs(librosa.stft(s, window='hamming', center=True, **stft_kw)) ** 2
+    n = int(frame_lengths[i])
+    assert n == power.shape[1] == 1 + len(s) // hop_length
+    np.testing.assert_allclose(np.asarray(mel[i, :n]), librosa.power_to_db(bank @ power).T,
+                               rtol=0, atol=0.01)
+    np.testing.assert_allclose(np.asarray(stft[i, :n]), librosa.power_to_db(power + 1e-8).T,
+                               rtol=0, atol=0.01)
+
+
+@pytest.mark.parametrize('n_fft, n_mels', [(1024, 128), (256, 128)])
+def test_banded_filterbank_product_equals_the_dense_product(n_fft, n_mels):
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')  # (256, 128) has empty bands, on purpose.
+    bank = features.mel_filterbank(SR, n_fft, n_mels)
+  power = np.random.default_rng(3).exponential(size=(2, 7, n_fft // 2 + 1)).astype(np.float32)
+  out = np.asarray(features.apply_filterbank(power, bank))
+  np.testing.assert_allclose(out, power @ bank, rtol=1e-5, atol=1e-7)
+
+
+def test_batches_of_any_size_match_one_utterance_at_a_time():
+  # 7 rows of 3 s are 2 chunks of 4, the second with an empty row added.
+  rng = np.random.default_rng(4)
+  signals = [rng.standard_normal(int(SR * (2.5 + 0.07 * i))).astype(np.float32)
+             for i in range(7)]
+  batch, lengths = pad_batch(signals)
+  together, _ = features.log_mel(batch, lengths)
+  power, frame_lengths = features.power_spectrogram(batch, lengths)
+  for i, s in enumerate(signals):
+    alone, _ = features.log_mel(s[None], np.array([len(s)]))
+    n = int(frame_lengths[i])
+    np.testing.assert_allclose(np.asarray(together[i, :n]), np.asarray(alone[0]), atol=1e-4)
+    assert np.all(np.asarray(power[i, n:]) == 0.0) and np.all(np.asarray(power[i, :n]) >= 0.0)
 
 
 @pytest.mark.parametrize('fn', [features.log_mel, features.log_stft])

@@ -56,6 +56,17 @@ SCRIPT = textwrap.dedent('''
     assert np.abs(one.centers.centers[3]).max() > 0  # class 3 did update
     print('PARAM_DIFF', max(diffs), 'CENTRE_DIFF', centre_diff)
     assert max(diffs) <= 1e-5 and centre_diff <= 1e-5
+    # Features of a batch split over the devices, with the package's mesh
+    # and with an explicitly sharded one, equal those of one device.
+    from jaxser import features
+    waves = rng.standard_normal((8, 64000)).astype(np.float32)  # 2 chunks of 4
+    lengths = rng.integers(40000, 64001, 8).astype(np.int32)
+    single, _ = features.log_mel(waves, lengths)
+    explicit = jax.make_mesh((4,), ('data',), axis_types=(jax.sharding.AxisType.Explicit,))
+    for mesh in (parallel.make_mesh(), explicit):
+      split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+      mel, _ = features.log_mel(jax.device_put(waves, split), jax.device_put(lengths, split))
+      np.testing.assert_allclose(np.asarray(mel), np.asarray(single), atol=1e-4)
     try:
       parallel.check_batch_sizes(dict(batch_size=6, eval_batch_size=8),
                                  parallel.make_mesh())
