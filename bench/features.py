@@ -3,7 +3,9 @@
 Usage: python bench/features.py [--utterances 64] [--seconds 4] [--repeats 5]
 
 Prints utterances per second for each, measured in the same process on the
-same 64 four-second signals, and their ratio (jaxser / librosa). Also the
+same 64 four-second signals, and their ratio (jaxser / librosa): one
+`log_mel` call on the padded batch, and `extract_numpy` on the list (as the
+feature cache and `jaxser.predict` call it). Also the
 time of XLA's FFT alone on the same frames, chunked as `log_mel` does: the
 most `log_mel` could reach on this machine, since XLA:CPU runs each FFT on
 one thread.
@@ -55,6 +57,11 @@ def main():
   def run_jaxser():
     jax.block_until_ready(features.log_mel(waves, lengths))
 
+  wave_list = list(waves)
+
+  def run_listed():  # Lists in and out, like the librosa loop.
+    features.extract_numpy(wave_list)
+
   # The frames log_mel transforms: [chunks, 4 utterances x frames, 640].
   padded = np.pad(waves, ((0, 0), (320, 320)))
   frames = np.lib.stride_tricks.sliding_window_view(padded, 640, axis=1)[:, ::160]
@@ -72,6 +79,8 @@ def main():
   run_librosa()  # warm-up (numba, FFT plans)
   lib_best, lib_med = best_of(run_librosa, args.repeats)
   jax_best, jax_med = best_of(run_jaxser, args.repeats)
+  run_listed()  # compiles the batch-32 program
+  list_best, list_med = best_of(run_listed, args.repeats)
   fft_best, fft_med = best_of(run_fft, args.repeats)
   rate = lambda t: args.utterances / t
   print(f'features: {args.utterances} utterances x {args.seconds:g} s, '
@@ -81,6 +90,9 @@ def main():
         f'first call incl. compile {compile_s:.2f} s')
   print(f'  ratio jaxser/librosa {lib_best / jax_best:.2f}x  '
         f'({lib_med / jax_med:.2f}x on medians)')
+  print(f'  jaxser extract_numpy (lists in and out, batches of 32 on 2 threads) '
+        f'{rate(list_best):.1f} utt/s ({rate(list_med):.1f}): '
+        f'{lib_best / list_best:.2f}x ({lib_med / list_med:.2f}x)')
   print(f'  XLA rfft alone on the same {frames.shape[0] * frames.shape[1]} frames '
         f'{fft_best * 1e3:.1f} ms ({fft_med * 1e3:.1f}): at most '
         f'{rate(fft_best):.0f} utt/s, {lib_best / fft_best:.2f}x librosa')

@@ -23,6 +23,7 @@ Standardisation is a pair of pure functions around an explicit
 `Standardizer` value: fit it on the training split, apply it anywhere.
 """
 
+import concurrent.futures
 import dataclasses
 import functools
 import hashlib
@@ -323,19 +324,24 @@ def extract(waveforms, lengths, params: FeatureParams = FeatureParams()):
 
 def extract_numpy(waveforms: Sequence[np.ndarray],
                   params: FeatureParams = FeatureParams(), *,
-                  batch_size: int = 32,
-                  pad_multiple: int = SAMPLE_RATE) -> list[np.ndarray]:
+                  batch_size: int = 32, pad_multiple: int = SAMPLE_RATE,
+                  workers: int = 2) -> list[np.ndarray]:
   """Features of a list of 1-D waveforms, as a list of `[frames_i, bins]`.
 
   Utterances are sorted by length and batched; each batch is padded to a
   multiple of `pad_multiple` samples so the number of compiled programs stays
-  small (one per padded length).
+  small (one per padded length). `workers` threads run batches side by side:
+  XLA:CPU computes a program's FFT on one thread, so two batches in flight
+  keep two cores busy (docs/performance.md). Results keep the input order.
   """
   waveforms = [np.asarray(w, np.float32) for w in waveforms]
+  for i, w in enumerate(waveforms):
+    if w.ndim != 1 or not w.size:
+      raise ValueError(f'waveforms[{i}] has shape {w.shape}: expected 1-D, non-empty samples')
   order = np.argsort([len(w) for w in waveforms], kind='stable')
   out = [None] * len(waveforms)
-  for i in range(0, len(order), batch_size):
-    chunk = order[i:i + batch_size]
+
+  def run(chunk):
     lengths = np.array([len(waveforms[j]) for j in chunk], np.int32)
     width = max(pad_multiple, -(-int(lengths.max()) // pad_multiple) * pad_multiple)
     batch = np.zeros((batch_size, width), np.float32)  # fixed batch: one shape
@@ -346,6 +352,11 @@ def extract_numpy(waveforms: Sequence[np.ndarray],
     feats, frame_lengths = jax.device_get(extract(batch, full_lengths, params))
     for row, j in enumerate(chunk):
       out[j] = np.array(feats[row, :frame_lengths[row]])
+
+  chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+  with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
+    for _ in pool.map(run, chunks):  # Re-raises a batch's error.
+      pass
   return out
 
 

@@ -192,6 +192,13 @@ def test_extract_numpy_matches_batched_call():
     direct, frame_lengths = features.extract(s[None], np.array([len(s)]), params)
     assert f.shape == (int(frame_lengths[0]), 128)
     np.testing.assert_allclose(f, np.asarray(direct[0]), atol=1e-4)
+  # Batches run on two threads, or one: same arrays, in the input order.
+  one_thread = features.extract_numpy(signals, params, batch_size=1, workers=1)
+  two_threads = features.extract_numpy(signals, params, batch_size=1, workers=2)
+  for a, b in zip(one_thread, two_threads):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match=r'waveforms\[1\] has shape \(2, 100\)'):
+    features.extract_numpy([signals[0], np.zeros((2, 100))], params)
 
 
 def test_standardizer_fit_and_apply():
