@@ -131,16 +131,20 @@ def _chunk_power(segments, num_out: int, *, n_fft: int, hop_length: int,
   """|rfft|^2 of the windowed frames of `_segments` rows.
 
   Frame t is `segment[t * hop : t * hop + n_fft]` times the window centred
-  in `n_fft` samples with zeros around, as librosa pads a short window.
+  in `n_fft` samples with zeros around, as librosa pads a short window. The
+  frames are contiguous slices (a windowed gather): indexing sample by
+  sample, XLA gathers them transposed and copies them back.
 
   Returns:
     `[chunk, num_out, n_fft // 2 + 1]` float32.
   """
-  index = np.arange(num_out)[:, None] * hop_length + np.arange(n_fft)[None, :]
   lpad = (n_fft - win_length) // 2
   window = np.zeros(n_fft, np.float32)
   window[lpad:lpad + win_length] = _window(win_length)
-  spectrum = jnp.fft.rfft(segments[:, index] * window)
+  frame = lambda row, start: jax.lax.dynamic_slice(row, (start,), (n_fft,))
+  frames = jax.vmap(jax.vmap(frame, (None, 0)), (0, None))(
+      segments, np.arange(num_out) * hop_length)
+  spectrum = jnp.fft.rfft(frames * window)
   return jnp.real(spectrum) ** 2 + jnp.imag(spectrum) ** 2
 
 
@@ -159,8 +163,9 @@ def _spectrogram(waveforms, lengths, per_chunk, *, n_fft: int,
   """`per_chunk(power, frame_lengths)` over chunks of a padded batch.
 
   Computes the frame counts, crop starts and the samples the kept frames
-  cover (for the whole batch: gathering frames from a plain array is three
-  times cheaper than from one XLA fuses with the masking, padding and crop),
+  cover (for the whole batch: gathering frames from a plain array costs a
+  fraction of gathering them from one XLA fuses with the masking, padding
+  and crop),
   then the power spectrogram of a few utterances at a time (`_CHUNK_FRAMES`),
   and hands it to `per_chunk`, whose outputs `[chunk, frames, ...]` are
   stacked back into the batch.
