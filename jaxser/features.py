@@ -122,6 +122,8 @@ def _segments(waveforms, lengths, starts, num_out: int, *, n_fft: int,
   latest = max(int(num_frames(samples, hop_length)) - num_out, 0) // 2
   right = max(latest * hop_length + span - n_fft // 2 - samples, 0)
   padded = jnp.pad(signal, ((0, 0), (n_fft // 2, right)))
+  if latest == 0:  # No utterance is long enough to be cropped.
+    return padded[:, :span]
   take = lambda row, s: jax.lax.dynamic_slice(row, (s * hop_length,), (span,))
   return jax.vmap(take)(padded, starts)
 
