@@ -64,18 +64,20 @@ def main():
       'XLA rfft alone': lambda: jax.block_until_ready(fft_only(frames)),
   }
   compile_s = timed(contestants['jaxser log_mel'])
-  for fn in contestants.values():  # warm-up: compiles, numba, FFT plans
-    fn()
   times = {name: [] for name in contestants}
-  for _ in range(args.rounds):  # interleaved, so that noise hits all alike
+  # Round 0 warms up (compiles, numba, FFT plans, the allocator's heap) and
+  # is not counted; the rounds are interleaved so that noise hits all alike.
+  for round_ in range(args.rounds + 1):
     for name, fn in contestants.items():
-      times[name] += [timed(fn) for _ in range(args.repeats)]
+      runs = [timed(fn) for _ in range(args.repeats)]
+      times[name] += runs if round_ else []
   best = {name: min(t) for name, t in times.items()}
   med = {name: float(np.median(t)) for name, t in times.items()}
   rate = lambda t: args.utterances / t
   lib = 'librosa loop'
   print(f'features: {args.utterances} utterances x {args.seconds:g} s, best of '
-        f'{args.rounds} interleaved rounds x {args.repeats} (median in brackets), '
+        f'{args.rounds} interleaved rounds x {args.repeats} after a warm-up round '
+        f'(median in brackets), '
         f'backend={jax.default_backend()}')
   for name in contestants:
     line = f'  {name:21s} {rate(best[name]):7.1f} utt/s ({rate(med[name]):7.1f})'
