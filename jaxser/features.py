@@ -151,10 +151,16 @@ def _chunk_power(segments, num_out: int, *, n_fft: int, hop_length: int,
 
 
 def _chunk_size(waveforms, num_out: int) -> int:
-  """Utterances per chunk: the whole batch off the CPU, or when explicit
-  sharding splits it over devices (`lax.map` cannot loop over a split axis)."""
+  """Utterances per iteration of `_spectrogram`'s loop.
+
+  About `_CHUNK_FRAMES` frames on the CPU; the whole batch elsewhere, and
+  when explicit sharding splits the batch over devices (`lax.map` cannot
+  loop over a split axis).
+  """
   batch = waveforms.shape[0]
-  spec = getattr(jax.typeof(waveforms).sharding, 'spec', ()) if hasattr(jax, 'typeof') else ()
+  spec = ()
+  if hasattr(jax, 'typeof'):  # JAX with explicit sharding
+    spec = getattr(jax.typeof(waveforms).sharding, 'spec', ())
   if jax.default_backend() != 'cpu' or (len(spec) > 0 and spec[0] is not None):
     return batch
   return max(1, min(batch, _CHUNK_FRAMES // num_out))
@@ -164,13 +170,12 @@ def _spectrogram(waveforms, lengths, per_chunk, *, n_fft: int,
                  hop_length: int, win_length: int, max_frames: int):
   """`per_chunk(power, frame_lengths)` over chunks of a padded batch.
 
-  Computes the frame counts, crop starts and the samples the kept frames
-  cover (for the whole batch: gathering frames from a plain array costs a
-  fraction of gathering them from one XLA fuses with the masking, padding
-  and crop),
-  then the power spectrogram of a few utterances at a time (`_CHUNK_FRAMES`),
-  and hands it to `per_chunk`, whose outputs `[chunk, frames, ...]` are
-  stacked back into the batch.
+  Computes the frame counts, the crop starts and the samples the kept
+  frames cover, for the whole batch (gathering frames from a plain array
+  costs a fraction of gathering them from one that XLA fuses with the
+  masking, padding and crop); then the power spectrogram of a few
+  utterances at a time (`_chunk_size`), handed to `per_chunk`, whose
+  outputs `[chunk, frames, ...]` are stacked back into the batch.
 
   Returns:
     `(per_chunk's output for the batch, frame_lengths [batch] int32)`.
