@@ -6,10 +6,9 @@ Usage: python bench/features.py [--utterances 64] [--seconds 4] [--rounds 5]
 Prints utterances per second for each, measured in the same process on the
 same 64 four-second signals, and their ratio (jaxser / librosa): one
 `log_mel` call on the padded batch, and `extract_numpy` on the list (as the
-feature cache and `jaxser.predict` call it). Also the
-time of XLA's FFT alone on the same frames, chunked as `log_mel` does: the
-most `log_mel` could reach on this machine, since XLA:CPU runs each FFT on
-one thread.
+feature cache and `jaxser.predict` call it). Also the time of XLA's FFT
+alone on the same frames, chunked as `log_mel` does: the most one `log_mel`
+call could reach on this machine, since XLA:CPU runs each FFT on one thread.
 """
 import argparse
 import time
@@ -50,11 +49,14 @@ def main():
   wave_list = list(waves)
   mel_basis = librosa.filters.mel(sr=16000, n_fft=1024, n_mels=128)
 
-  # The frames log_mel transforms, chunked as it does: [chunks, 4 x frames, 1024].
+  # The frames log_mel transforms, chunked as it does (a few utterances per
+  # chunk, `features._CHUNK_FRAMES`): [chunks, utterances x frames, 1024].
   padded = np.pad(waves, ((0, 0), (512, 512)))
   frames = np.lib.stride_tricks.sliding_window_view(padded, 1024, axis=1)[:, ::160]
-  frames = jax.device_put(np.ascontiguousarray(
-      frames.reshape(-1, 4 * frames.shape[1], 1024)))
+  per_chunk = max(1, features._CHUNK_FRAMES // frames.shape[1]) * frames.shape[1]
+  frames = frames.reshape(-1, 1024)
+  frames = np.pad(frames, ((0, -len(frames) % per_chunk), (0, 0)))
+  frames = jax.device_put(frames.reshape(-1, per_chunk, 1024))
   fft_only = jax.jit(lambda f: jax.lax.map(lambda x: jnp.fft.rfft(x)[..., :1].real, f))
 
   contestants = {
@@ -87,7 +89,7 @@ def main():
     print(line)
   print(f'  log_mel: one call on the padded batch, first call incl. compile '
         f'{compile_s:.2f} s; extract_numpy: lists in and out, batches of 32 on '
-        f'2 threads; XLA rfft alone: the FFT of the same {frames.shape[0] * frames.shape[1]} '
+        f'2 threads; XLA rfft alone: the FFT of the same {args.utterances * features.num_frames(n)} '
         f'frames, the most one log_mel call could reach')
 
 
