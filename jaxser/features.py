@@ -84,6 +84,33 @@ def cropped_frames(num_samples, hop_length: int = 160, max_frames: int = 1400):
   return np.minimum(num_frames(np.asarray(num_samples), hop_length), max_frames)
 
 
+def crop_waveform(waveform: np.ndarray, params: 'FeatureParams') -> np.ndarray:
+  """The part of a 1-D waveform whose features are those of the whole.
+
+  Features keep the middle `max_frames` frames of a long utterance; this
+  keeps the samples those frames read, plus `margin` whole frames on each
+  side (at least `n_fft // 2` samples), cut at a frame boundary so that the
+  middle crop of the cut waveform is the same frames as the whole's. Memory
+  is then bounded by `max_frames` whatever the file's length: a 30-minute
+  file costs what 14 s do. A waveform too short to be cropped by more than
+  the margins is returned as it is; a longer one as a copy (not a view that
+  would keep the whole array alive).
+
+  Returns:
+    `[samples']` with `extract(cut) == extract(waveform)` exactly.
+  """
+  hop, kept = params.hop_length, params.max_frames
+  margin = -(-(params.n_fft // 2) // hop)  # frames covering half a window
+  total = int(num_frames(len(waveform), hop))
+  start = (total - kept) // 2  # the first kept frame (as `_spectrogram`)
+  if start < margin:
+    return waveform
+  first = (start - margin) * hop
+  # 1 + samples // hop = kept + 2 * margin frames: the cut's own middle crop
+  # starts `margin` frames in, at the whole's frame `start`.
+  return np.array(waveform[first:first + (kept + 2 * margin - 1) * hop])
+
+
 def frame_mask(frame_lengths, max_len: int):
   """`[batch, max_len]` bool, True on valid frames."""
   return jnp.arange(max_len)[None, :] < jnp.asarray(frame_lengths)[:, None]
@@ -355,7 +382,9 @@ def extract_numpy(waveforms: Sequence[np.ndarray],
                   workers: int = 2) -> list[np.ndarray]:
   """Features of a list of 1-D waveforms, as a list of `[frames_i, bins]`.
 
-  Utterances are sorted by length and batched; each batch is padded to a
+  Each waveform is first cut to the samples its kept frames read
+  (`crop_waveform`), so a batch costs memory bounded by `max_frames`
+  whatever the lengths. Utterances are sorted by length and batched; each batch is padded to a
   multiple of `pad_multiple` samples so the number of compiled programs stays
   small (one per padded length). `workers` threads run batches side by side:
   XLA:CPU computes a program's FFT on one thread, so two batches in flight
@@ -365,6 +394,8 @@ def extract_numpy(waveforms: Sequence[np.ndarray],
   for i, w in enumerate(waveforms):
     if w.ndim != 1 or not w.size:
       raise ValueError(f'waveforms[{i}] has shape {w.shape}: expected 1-D, non-empty samples')
+  # Only the samples of the kept frames: memory bounded by max_frames.
+  waveforms = [crop_waveform(w, params) for w in waveforms]
   order = np.argsort([len(w) for w in waveforms], kind='stable')
   out = [None] * len(waveforms)
 

@@ -228,3 +228,18 @@ def test_standardizer_constant_bin_does_not_divide_by_zero():
   stats = features.fit_standardizer(feats, np.array([4]))
   out = np.asarray(features.standardize(feats, np.array([4]), stats))
   assert np.all(np.isfinite(out)) and np.all(out == 0.0)
+
+
+@pytest.mark.parametrize('kind', ['mel', 'stft'])
+def test_crop_waveform_keeps_the_features_exactly_and_bounds_the_length(kind):
+  params = features.FeatureParams(kind=kind)
+  rng = np.random.default_rng(3)
+  # Around the first length that is cut, and two long ones.
+  for n in (1407 * 160 - 1, 1408 * 160 + 5, 1416 * 160, 95 * SR + 3):
+    y = (0.1 * rng.standard_normal(n)).astype(np.float32)
+    cut = features.crop_waveform(y, params)
+    assert len(cut) <= (params.max_frames + 8) * params.hop_length
+    whole, whole_len = features.extract(y[None], np.array([n]), params)
+    part, part_len = features.extract(cut[None], np.array([len(cut)]), params)
+    assert int(whole_len[0]) == int(part_len[0]) == params.max_frames
+    np.testing.assert_array_equal(np.asarray(whole), np.asarray(part))
