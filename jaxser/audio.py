@@ -9,6 +9,7 @@ import soxr
 from jaxser.errors import AudioError
 
 SAMPLE_RATE = 16000  # Hz; every feature parameter assumes it.
+_WAV_HEAD_BYTES = 1 << 16  # where a WAV's data chunk header is looked for
 
 
 def load(path, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -25,29 +26,86 @@ def load(path, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     `[samples]` float32.
 
   Raises:
-    AudioError: the file is missing, unreadable, holds no samples (also after
-      resampling) or holds non-finite samples. The message names the file
-      and the fault.
+    AudioError: the file is missing, unreadable, a WAV cut short
+      (`wav_truncation`), holds no samples (also after resampling) or holds
+      non-finite samples. The message names the file and the fault; the
+      error's `kind` is the fault's name in `jaxser.data.records.FAULTS`.
   """
   path = os.fspath(path)
   if not os.path.exists(path):
-    raise AudioError(f'{path}: file does not exist')
+    raise AudioError(f'{path}: file does not exist', 'missing file')
   if not os.path.isfile(path):
-    raise AudioError(f'{path}: not a regular file')
+    raise AudioError(f'{path}: not a regular file', 'missing file')
   try:
     data, rate = sf.read(path, dtype='float32', always_2d=True)
   except Exception as e:  # libsndfile raises several types; keep its words.
-    raise AudioError(f'{path}: unreadable audio ({e})') from e
+    raise AudioError(f'{path}: unreadable audio ({e})', 'unreadable audio') from e
+  cut = wav_truncation(path)
+  if cut:
+    raise AudioError(f'{path}: truncated audio ({describe_truncation(*cut)})',
+                     'truncated audio')
   if data.shape[0] == 0:
-    raise AudioError(f'{path}: empty audio (0 samples)')
+    raise AudioError(f'{path}: empty audio (0 samples)', 'empty audio')
   if not np.all(np.isfinite(data)):
     bad = int(np.sum(~np.isfinite(data)))
-    raise AudioError(f'{path}: {bad} non-finite (NaN or Inf) samples')
+    raise AudioError(f'{path}: {bad} non-finite (NaN or Inf) samples',
+                     'non-finite samples')
   samples = to_mono_rate(data, rate, sample_rate)
   if samples.size == 0:  # a few samples at a very high rate resample to none
     raise AudioError(f'{path}: empty audio ({data.shape[0]} samples at {rate} Hz '
-                     f'give none at {sample_rate} Hz)')
+                     f'give none at {sample_rate} Hz)', 'empty audio')
   return samples
+
+
+def wav_truncation(path) -> tuple[int, int] | None:
+  """`(declared, present)` samples of a WAV file whose body is cut short.
+
+  libsndfile decodes a WAV whose data chunk claims more bytes than the file
+  holds without a word, returning only the samples present (a copy or a
+  download that stopped early), so the header is compared with the file's
+  size here. Streaming writers' placeholder sizes (0, 2**32 - 1) mean
+  "unknown", not truncated.
+
+  Args:
+    path: any file; only RIFF/WAVE files are examined.
+
+  Returns:
+    The samples (per channel) the header declares and those the file holds,
+    or None: not a WAV file, no data chunk in the first 64 KiB, or whole.
+  """
+  with open(path, 'rb') as f:
+    head = f.read(_WAV_HEAD_BYTES)
+  chunk = _wav_data_chunk(head)
+  if chunk is None:
+    return None
+  block_align, offset, declared = chunk
+  if declared in (0, 0xFFFFFFFF):
+    return None
+  present = max(os.path.getsize(path) - offset, 0)
+  if present // block_align >= declared // block_align:
+    return None
+  return declared // block_align, present // block_align
+
+
+def describe_truncation(declared: int, present: int) -> str:
+  """The words for a `wav_truncation` result (one phrase for every report)."""
+  return f'the header declares {declared} samples, the file holds {present}'
+
+
+def _wav_data_chunk(head: bytes) -> tuple[int, int, int] | None:
+  """`(block_align, data offset, declared data bytes)` of a WAV header."""
+  if head[:4] != b'RIFF' or head[8:12] != b'WAVE':
+    return None
+  pos, block_align = 12, 0
+  while pos + 8 <= len(head):
+    name = head[pos:pos + 4]
+    size = int.from_bytes(head[pos + 4:pos + 8], 'little')
+    if name == b'fmt ' and pos + 22 <= len(head):
+      block_align = int.from_bytes(head[pos + 20:pos + 22], 'little')
+    elif name == b'data':
+      return (block_align, pos + 8, size) if block_align > 0 else None
+    pos += 8 + size + size % 2  # chunks are padded to an even size
+  return None
 
 
 def to_mono_rate(data: np.ndarray, rate: int,

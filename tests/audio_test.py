@@ -1,5 +1,7 @@
 """jaxser.audio: 16 kHz mono float32 out, and a clear error for each fault."""
 
+import pickle
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -69,3 +71,55 @@ def test_non_finite_samples_are_named(tmp_path):
   path = write(tmp_path / 'nan.wav', y, subtype='FLOAT')
   with pytest.raises(AudioError, match=r'nan\.wav.*2 non-finite'):
     audio.load(path)
+
+
+def test_errors_carry_their_fault_kind(tmp_path):
+  y = np.zeros(100, np.float32)
+  y[3] = np.inf
+  cases = {
+      tmp_path / 'gone.wav': 'missing file',
+      tmp_path: 'missing file',
+      write(tmp_path / 'empty.wav', np.zeros(0)): 'empty audio',
+      write(tmp_path / 'inf.wav', y, subtype='FLOAT'): 'non-finite samples',
+  }
+  (tmp_path / 'junk.wav').write_bytes(b'not audio')
+  cases[tmp_path / 'junk.wav'] = 'unreadable audio'
+  for path, kind in cases.items():
+    with pytest.raises(AudioError) as error:
+      audio.load(path)
+    assert error.value.kind == kind, path
+
+
+def _cut(path, keep_fraction):
+  data = path.read_bytes()
+  path.write_bytes(data[:int(len(data) * keep_fraction)])
+  return path
+
+
+def test_truncated_wav_body_is_a_fault_with_the_counts(tmp_path):
+  # A copy that stopped early: the header still declares 16000 samples.
+  path = _cut(write(tmp_path / 'cut.wav', np.zeros(16000)), 1 / 3)
+  present = (path.stat().st_size - 44) // 2
+  assert sf.read(path)[0].shape == (present,)  # libsndfile says nothing
+  assert audio.wav_truncation(path) == (16000, present)
+  with pytest.raises(AudioError, match=rf'cut\.wav.*declares 16000 samples.*'
+                     rf'holds {present}') as error:
+    audio.load(path)
+  assert error.value.kind == 'truncated audio'
+
+
+def test_whole_and_streamed_wavs_are_not_truncated(tmp_path):
+  whole = write(tmp_path / 'whole.wav', np.zeros((300, 2)), subtype='FLOAT')
+  assert audio.wav_truncation(whole) is None
+  flac = write(tmp_path / 'a.flac', np.zeros(300))
+  assert audio.wav_truncation(flac) is None
+  # A streaming writer's placeholder size means "unknown", not truncated.
+  data = bytearray(write(tmp_path / 'stream.wav', np.zeros(300)).read_bytes())
+  data[40:44] = (0xFFFFFFFF).to_bytes(4, 'little')
+  (tmp_path / 'stream.wav').write_bytes(bytes(data))
+  assert audio.wav_truncation(tmp_path / 'stream.wav') is None
+
+
+def test_audio_error_pickles_with_its_kind():
+  error = pickle.loads(pickle.dumps(AudioError('x.wav: gone', 'missing file')))
+  assert (str(error), error.kind) == ('x.wav: gone', 'missing file')

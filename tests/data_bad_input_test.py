@@ -30,6 +30,8 @@ def _bad_corpus(root: pathlib.Path) -> pathlib.Path:
   write_wav(root / 'stereo.wav', 1.0, channels=2, seed=8)
   write_wav(root / 'short.wav', 0.3, seed=9)
   write_wav(root / 'no_label.wav', 1.0, seed=10)
+  whole = write_wav(root / 'truncated.wav', 1.0, seed=11).read_bytes()
+  (root / 'truncated.wav').write_bytes(whole[:44 + 2 * 5000])  # 5000 of 16000
   csv_path = root / 'manifest.csv'
   csv_path.write_text(
       'id,path,label,speaker\n'
@@ -46,13 +48,15 @@ def _bad_corpus(root: pathlib.Path) -> pathlib.Path:
       'rate8k,rate8k.wav,happy,s2\n'
       'stereo,stereo.wav,neutral,s1\n'
       'short,short.wav,sad,s2\n'
-      'no_label,no_label.wav,,s1\n')
+      'no_label,no_label.wav,,s1\n'
+      'truncated,truncated.wav,sad,s2\n')
   return csv_path
 
 
 FAULTS = {  # file -> kind
     'missing.wav': 'missing file',
     'corrupt.wav': 'unreadable audio',
+    'truncated.wav': 'truncated audio',
     'empty.wav': 'empty audio',
     'nan.wav': 'non-finite samples',
     'dup_second.wav': 'duplicate id',
@@ -82,6 +86,8 @@ def test_summary_names_every_fault_and_keeps_the_valid(tmp_path):
                                  if i.kind == 'duplicate id')
   assert '2 NaN or Inf' in next(i.detail for i in summary.faults
                                 if i.kind == 'non-finite samples')
+  assert 'declares 16000 samples, the file holds 5000' in next(
+      i.detail for i in summary.faults if i.kind == 'truncated audio')
   assert '31 frames' in next(i.detail for i in summary.notes
                              if i.kind == 'shorter than model minimum')
   text = summary.format(max_files=None)
@@ -104,7 +110,7 @@ def test_strict_lists_every_offending_file(tmp_path):
   with pytest.raises(CorpusError) as error:
     data.load_corpus('manifest', csv_path, strict=True)
   message = str(error.value)
-  assert '7 broken entries' in message
+  assert '8 broken entries' in message
   for name, kind in FAULTS.items():
     assert name in message and kind in message
   # Deliberate exclusions and notes are not faults.

@@ -6,8 +6,9 @@ records with canonical labels. This module then applies the label map and
 checks every kept entry before anything is trained on it:
 
 - faults, skipped (and fatal with `strict=True`): missing files, unreadable
-  or corrupt audio, empty audio, non-finite samples, duplicate ids, unknown
-  labels, file names or manifest rows that do not follow the layout;
+  or corrupt audio, WAV files cut short (the header declares more samples
+  than the file holds), empty audio, non-finite samples, duplicate ids,
+  unknown labels, file names or manifest rows that do not follow the layout;
 - labels outside the label map: skipped and counted (IEMOCAP's frustrated
   and xxx, for instance, are not among the paper's classes);
 - notes, kept: other sample rates (resampled on loading), more than one
@@ -17,9 +18,10 @@ checks every kept entry before anything is trained on it:
 The summary of all this (counts by class, speaker, session and gender; every
 skipped file and why) is logged and returned; nothing is dropped silently.
 Audio is checked from its header (`soundfile.info`), plus a full read of
-floating-point files, the only ones that can hold NaN or Inf; decoding
-errors found later, when the feature cache reads every sample, are reported
-the same way (`jaxser.data.cache`).
+floating-point files, the only ones that can hold NaN or Inf; what the
+feature cache finds later, when it reads every byte and every sample
+(decoding errors, the same audio under two ids, features that overflow), is
+reported the same way (`jaxser.data.cache`).
 
 Example:
 
@@ -33,6 +35,7 @@ from absl import logging
 import numpy as np
 import soundfile as sf
 
+from jaxser import audio
 from jaxser.audio import SAMPLE_RATE
 from jaxser.data import crema_d
 from jaxser.data import demo
@@ -152,8 +155,9 @@ def screen(utterances, label_map: LabelMap, *, min_frames: int = MIN_FRAMES
 def check_audio(path: str, *, min_frames: int = MIN_FRAMES) -> list[Issue]:
   """What is wrong with, or to be noted about, one audio file.
 
-  Reads the header only, except for floating-point files, which are read in
-  full for NaN and Inf (integer PCM cannot hold them).
+  Reads the header only (and compares a WAV header's data size with the
+  file's), except for floating-point files, which are read in full for NaN
+  and Inf (integer PCM cannot hold them).
 
   Args:
     path: the file.
@@ -169,6 +173,9 @@ def check_audio(path: str, *, min_frames: int = MIN_FRAMES) -> list[Issue]:
     info = sf.info(path)
   except Exception as e:  # libsndfile's errors vary by format; keep its words.
     return [Issue('unreadable audio', path, f'not readable as audio ({e})')]
+  cut = audio.wav_truncation(path)
+  if cut:
+    return [Issue('truncated audio', path, audio.describe_truncation(*cut))]
   if info.frames <= 0:
     return [Issue('empty audio', path, '0 samples')]
   if info.subtype in _FLOAT_SUBTYPES:
