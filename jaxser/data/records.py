@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import os
 import pathlib
+import secrets
 import shutil
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -47,9 +48,13 @@ LABEL_ALIASES = {
 GENDERS = ('M', 'F')
 
 # Issue kinds. Faults are broken entries: skipped, and fatal with strict=True.
-FAULTS = ('missing file', 'unreadable audio', 'empty audio',
+FAULTS = ('missing file', 'unreadable audio', 'truncated audio', 'empty audio',
           'non-finite samples', 'duplicate id', 'unknown label',
-          'unrecognised name', 'bad manifest row')
+          'unrecognised name', 'bad manifest row',
+          # Found by the feature cache (`jaxser.data.cache`), which reads
+          # every file's bytes and computes every feature:
+          'duplicate audio', 'duplicate audio with conflicting labels',
+          'non-finite features')
 # Deliberately left out (a label the training classes do not use): skipped.
 EXCLUDED = ('outside label map',)
 # Kept, with something done to them later.
@@ -344,10 +349,13 @@ def atomic_folder(final, is_complete: Callable[[pathlib.Path], bool]
                   ) -> Iterator[pathlib.Path]:
   """A temporary folder, renamed to `final` when the `with` block succeeds.
 
-  A process killed mid-way leaves only `.tmp-<name>-<pid>`, never `final`;
-  such leftovers of processes no longer running are deleted on the next
-  call, as is a `final` that `is_complete` rejects. If another process
-  completes `final` first, its folder is kept and ours discarded.
+  A process killed mid-way leaves only `.tmp-<name>-<pid>-<random>`, never
+  `final`; such leftovers of processes no longer running are deleted on the
+  next call, as is a `final` that `is_complete` rejects. If another process
+  completes `final` first, its folder is kept and ours discarded. Every file
+  is flushed to disk before the rename, and the rename itself after it, so a
+  machine that crashes leaves the whole folder or none (not a folder of
+  files the disk never received: zeros, or nothing).
 
   Args:
     final: the folder to create.
@@ -358,26 +366,53 @@ def atomic_folder(final, is_complete: Callable[[pathlib.Path], bool]
   """
   final = pathlib.Path(final)
   final.parent.mkdir(parents=True, exist_ok=True)
-  for leftover in final.parent.glob(f'.tmp-{final.name}-*'):
-    pid = leftover.name.rsplit('-', 1)[-1]
+  prefix = f'.tmp-{final.name}-'
+  for leftover in final.parent.glob(f'{prefix}*'):
+    pid = leftover.name[len(prefix):].split('-')[0]
     if pid.isdigit() and not _process_alive(int(pid)):
       logging.info('removing %s, left by an interrupted run', leftover)
       shutil.rmtree(leftover, ignore_errors=True)
   if final.exists() and not is_complete(final):
     logging.warning('replacing the incomplete folder %s', final)
     shutil.rmtree(final)
-  tmp = final.with_name(f'.tmp-{final.name}-{os.getpid()}')
-  shutil.rmtree(tmp, ignore_errors=True)
+  # Unique, so two threads or a reused pid never share a temporary folder.
+  tmp = final.with_name(f'{prefix}{os.getpid()}-{secrets.token_hex(4)}')
   tmp.mkdir()
   try:
     yield tmp
+    sync_tree(tmp)
     try:
       os.rename(tmp, final)
     except OSError:
       if not is_complete(final):  # anything but a racing run that finished
         raise
+    else:
+      sync_folder(final.parent)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sync_tree(folder: pathlib.Path) -> None:
+  """Flushes every file under `folder`, then the folders, to disk."""
+  for root, _, names in os.walk(folder):
+    for name in names:
+      fd = os.open(os.path.join(root, name), os.O_RDONLY)
+      try:
+        os.fsync(fd)
+      finally:
+        os.close(fd)
+    sync_folder(pathlib.Path(root))
+
+
+def sync_folder(folder: pathlib.Path) -> None:
+  """Makes the names in `folder` durable (where the file system allows)."""
+  fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+  try:
+    os.fsync(fd)
+  except OSError:  # some file systems cannot sync a folder; nothing to lose
+    pass
+  finally:
+    os.close(fd)
 
 
 def _process_alive(pid: int) -> bool:
