@@ -1,17 +1,30 @@
-"""The feature cache: built once, reopened, invalidated, random access."""
+"""The feature cache: built once, reopened, invalidated, random access.
 
+Also every way the reliability review fooled it: damaged folders, edits that
+keep size and mtime, audio whose features overflow, a full disk, the same
+audio under two ids.
+"""
+
+import dataclasses
+import errno
+import json
 import os
 import pathlib
 import pickle
+import shutil
+import zlib
 
+from absl import logging
 import numpy as np
 import pytest
+import soundfile as sf
 
 from jaxser import audio
 from jaxser import data
 from jaxser import features
 from jaxser.data import cache as cache_lib
 from jaxser.errors import CorpusError
+from jaxser.errors import JaxserError
 from data_readers_test import write_wav  # pylint: disable=g-bad-import-order
 
 PARAMS = features.FeatureParams()
@@ -106,3 +119,319 @@ def test_decoding_failures_are_reported_not_fatal(corpus, tmp_path):
 def test_repeated_ids_are_refused(corpus, tmp_path):
   with pytest.raises(CorpusError, match='not unique'):
     _build([corpus[0], corpus[0]], tmp_path / 'cache')
+
+
+def _features(path, params=PARAMS):
+  return features.extract_numpy([audio.load(path)], params, batch_size=BATCH)[0]
+
+
+def _warnings(monkeypatch):
+  found = []
+  monkeypatch.setattr(logging, 'warning', lambda fmt, *a: found.append(fmt % a))
+  return found
+
+
+# ----------------------------------------------------------------------------
+# Finding 1: a damaged folder is found, reported, removed and rebuilt.
+
+
+def _edit_index(folder, edit):
+  index = json.loads((folder / cache_lib.INDEX_FILE).read_text())
+  edit(index)
+  (folder / cache_lib.INDEX_FILE).write_text(json.dumps(index))
+
+
+def _zero_data(folder):  # what a crash before the data reached the disk leaves
+  path = folder / cache_lib.DATA_FILE
+  path.write_bytes(bytes(path.stat().st_size))
+
+
+def _truncate_data(folder):
+  path = folder / cache_lib.DATA_FILE
+  path.write_bytes(path.read_bytes()[:-1000])
+
+
+def _shift_offsets(index):
+  index['offsets'] = [o + 1 for o in index['offsets']]
+
+
+def _drop_id(index):
+  for key in ('ids', 'offsets', 'frame_lengths', 'checksums'):
+    del index[key][1]
+
+
+def _nan_with_its_checksum(folder):  # only the finiteness check sees it
+  index = json.loads((folder / cache_lib.INDEX_FILE).read_text())
+  data = np.fromfile(folder / cache_lib.DATA_FILE, '<f4')
+  data[index['offsets'][2] * PARAMS.num_bins + 5] = np.nan
+  data.tofile(folder / cache_lib.DATA_FILE)
+  rows = data.reshape(-1, PARAMS.num_bins)
+  start, frames = index['offsets'][2], index['frame_lengths'][2]
+  index['checksums'][2] = zlib.crc32(rows[start:start + frames].tobytes())
+  (folder / cache_lib.INDEX_FILE).write_text(json.dumps(index))
+
+
+DAMAGE = {  # name -> (damage, words of the cause)
+    'zeros': (_zero_data, 'checksum'),
+    'truncated data': (_truncate_data, 'bytes'),
+    'no data file': (lambda f: os.remove(f / cache_lib.DATA_FILE),
+                     'No such file'),
+    'no index': (lambda f: os.remove(f / cache_lib.INDEX_FILE), 'No such file'),
+    'garbage index': (lambda f: (f / cache_lib.INDEX_FILE).write_text('{"ids": ['),
+                      'unreadable'),
+    'index not an object': (lambda f: (f / cache_lib.INDEX_FILE).write_text('[1]'),
+                            'malformed'),
+    'offsets shifted': (lambda f: _edit_index(f, _shift_offsets), 'offsets'),
+    'id dropped': (lambda f: _edit_index(f, _drop_id), '4 kept and 0 left-out'),
+    'other version': (lambda f: _edit_index(f, lambda i: i.update(version=1)),
+                      'version 1'),
+    'other params': (lambda f: _edit_index(
+        f, lambda i: i['params'].update(top_db=10.0)), 'other feature parameters'),
+    'nan': (_nan_with_its_checksum, 'not finite'),
+}
+
+
+@pytest.mark.parametrize('damage,cause', DAMAGE.values(), ids=DAMAGE.keys())
+def test_damaged_cache_is_rebuilt_not_trained_on(corpus, tmp_path, monkeypatch,
+                                                 damage, cause):
+  first = _build(corpus, tmp_path / 'cache')
+  folder, expected = first.folder, [np.array(first[i]) for i in range(5)]
+  del first  # its memory map
+  damage(folder)
+  warnings = _warnings(monkeypatch)
+  again = _build(corpus, tmp_path / 'cache')
+  assert again.folder == folder and again.ids == tuple(u.id for u in corpus)
+  for i, want in enumerate(expected):
+    np.testing.assert_array_equal(again[i], want)
+  assert len(warnings) == 1
+  assert str(folder) in warnings[0] and 'damaged' in warnings[0]
+  assert cause in warnings[0]
+  assert cache_lib.verify(folder, again.ids, PARAMS) is None
+
+
+def test_verification_reads_one_utterance_at_a_time(corpus, tmp_path,
+                                                    monkeypatch):
+  cache = _build(corpus, tmp_path / 'cache')
+  largest = int(max(cache.frame_lengths)) * PARAMS.num_bins * 4
+  reads = []
+  real_crc32 = zlib.crc32
+  monkeypatch.setattr(zlib, 'crc32', lambda b, *a: reads.append(len(b))
+                      or real_crc32(b, *a))
+  assert cache_lib.verify(cache.folder, cache.ids, PARAMS) is None
+  assert sorted(reads) == sorted(n * PARAMS.num_bins * 4
+                                 for n in cache.frame_lengths)
+  assert max(reads) == largest
+
+
+def test_files_are_on_disk_before_the_rename(corpus, tmp_path, monkeypatch):
+  events = []
+  real_fsync, real_rename = os.fsync, os.rename
+  def fsync(fd):
+    events.append(('fsync', os.path.basename(os.readlink(f'/proc/self/fd/{fd}'))))
+    real_fsync(fd)
+  def rename(src, dst):
+    events.append(('rename', os.path.basename(dst)))
+    real_rename(src, dst)
+  monkeypatch.setattr(os, 'fsync', fsync)
+  monkeypatch.setattr(os, 'rename', rename)
+  cache = _build(corpus, tmp_path / 'cache')
+  renamed = events.index(('rename', cache.folder.name))
+  synced = {name for kind, name in events[:renamed] if kind == 'fsync'}
+  assert {cache_lib.DATA_FILE, cache_lib.INDEX_FILE} <= synced
+  assert ('fsync', 'cache') in events[renamed:]  # the rename itself
+
+
+# ----------------------------------------------------------------------------
+# Finding 2: the key covers the files' content, not only their stat.
+
+
+def test_edit_keeping_size_and_mtime_gives_new_key_and_features(
+    corpus, tmp_path, monkeypatch):
+  monkeypatch.setattr(cache_lib, '_RACY_NS', 0)  # remember every hash at once
+  base = _build(corpus, tmp_path / 'cache')
+  old = np.array(base[1])
+  path = corpus[1].path
+  before = os.stat(path)
+  write_wav(path, 0.8, seed=123)  # the same length, other samples
+  os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+  after = os.stat(path)
+  assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+  changed = _build(corpus, tmp_path / 'cache')
+  assert changed.folder != base.folder
+  np.testing.assert_array_equal(changed[1], _features(path))
+  assert not np.allclose(changed[1], old)
+
+
+def test_fingerprint_covers_content_and_labels_not_paths(corpus, tmp_path,
+                                                         monkeypatch):
+  monkeypatch.setattr(cache_lib, '_RACY_NS', 0)
+  cache_dir = tmp_path / 'cache'
+  print_ = cache_lib.corpus_fingerprint(corpus, cache_dir)
+  memo = json.loads((cache_dir / cache_lib.HASHES_FILE).read_text())
+  assert sorted(memo) == sorted(u.path for u in corpus)
+  hashed = []
+  real_hash = cache_lib._hash_file
+  monkeypatch.setattr(cache_lib, '_hash_file',
+                      lambda p: hashed.append(p) or real_hash(p))
+  assert cache_lib.corpus_fingerprint(corpus, cache_dir) == print_
+  assert not hashed  # unchanged files are not read again
+  shutil.copytree(tmp_path / 'corpus', tmp_path / 'moved')
+  moved = [dataclasses.replace(u, path=u.path.replace('/corpus/', '/moved/'))
+           for u in corpus]
+  assert cache_lib.corpus_fingerprint(moved, cache_dir) == print_
+  assert len(hashed) == 5  # new paths: read once
+  relabelled = [dataclasses.replace(corpus[0], label='sad')] + corpus[1:]
+  assert cache_lib.corpus_fingerprint(relabelled, cache_dir) != print_
+
+
+def test_files_changed_just_now_are_hashed_again(corpus, tmp_path, monkeypatch):
+  # Within a clock tick an edit need not move the ctime: not remembered yet.
+  cache_lib.corpus_fingerprint(corpus, tmp_path / 'cache')
+  assert not (tmp_path / 'cache' / cache_lib.HASHES_FILE).exists()
+  (tmp_path / 'cache').mkdir()
+  (tmp_path / 'cache' / cache_lib.HASHES_FILE).write_text('garbage')
+  warnings = _warnings(monkeypatch)
+  cache_lib.corpus_fingerprint(corpus, tmp_path / 'cache')
+  assert 'hashing every file again' in warnings[0]
+
+
+# ----------------------------------------------------------------------------
+# Finding 3: finite audio whose features overflow is left out, with the peak.
+
+
+def test_overflowing_audio_is_left_out_not_trained_on(corpus, tmp_path):
+  path = corpus[2].path
+  rng = np.random.default_rng(0)
+  sf.write(path, (1e20 * rng.standard_normal(8000)).astype(np.float32), 16000,
+           subtype='FLOAT')
+  assert np.isfinite(audio.load(path)).all()  # passes the load-time check
+  assert not data.check_audio(path)
+  cache = _build(corpus, tmp_path / 'cache')
+  assert cache.ids == ('a', 'b', 'd', 'e')
+  issue, = cache.skipped
+  assert (issue.kind, issue.path) == ('non-finite features', path)
+  assert 'overflows float32' in issue.detail
+  assert 'peak amplitude' in issue.detail and 'e+20' in issue.detail
+  assert all(np.isfinite(cache[i]).all() for i in range(len(cache)))
+  with pytest.raises(CorpusError, match=r'(?s)non-finite features.*c\.wav'):
+    _build(corpus, tmp_path / 'cache', strict=True)
+
+
+# ----------------------------------------------------------------------------
+# Finding 4: a full disk is one line naming the folder and the reason.
+
+
+class _FullDisk:
+  """A file whose writes fail with ENOSPC from the `fail_at`th on."""
+
+  def __init__(self, f, count, fail_at):
+    self._f, self._count, self._fail_at = f, count, fail_at
+
+  def write(self, data):
+    self._count.append(1)
+    if len(self._count) >= self._fail_at:
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return self._f.write(data)
+
+  def __getattr__(self, name):
+    return getattr(self._f, name)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self._f.close()
+
+
+@pytest.mark.parametrize('fail_at', [1, 3, 6, 'fsync'])  # 6: index.json
+def test_full_disk_is_one_error_line_and_leaves_nothing(corpus, tmp_path,
+                                                        monkeypatch, fail_at):
+  cache_dir = tmp_path / 'cache'
+  previous = _build(corpus[:3], cache_dir)
+  count = []
+  def full_open(file, mode='r', *args, **kwargs):
+    f = open(file, mode, *args, **kwargs)
+    names = (cache_lib.DATA_FILE, cache_lib.INDEX_FILE)
+    if 'w' in mode and fail_at != 'fsync' and pathlib.Path(file).name in names:
+      return _FullDisk(f, count, fail_at)
+    return f
+  def full_fsync(fd):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+  monkeypatch.setattr(cache_lib, 'open', full_open, raising=False)
+  if fail_at == 'fsync':
+    monkeypatch.setattr(os, 'fsync', full_fsync)
+  with pytest.raises(CorpusError) as error:
+    _build(corpus, cache_dir)
+  message = str(error.value)
+  assert isinstance(error.value, JaxserError)
+  assert '\n' not in message and len(message) < 300, message
+  assert str(cache_dir) in message and 'No space left on device' in message
+  assert sorted(p.name for p in cache_dir.iterdir()
+                if p.name != cache_lib.HASHES_FILE) == [previous.folder.name]
+  assert cache_lib.verify(previous.folder, previous.ids, PARAMS) is None
+  monkeypatch.undo()  # space again: the build completes
+  assert len(_build(corpus, cache_dir)) == 5
+
+
+# ----------------------------------------------------------------------------
+# Finding 5: the same audio under two ids.
+
+
+def test_duplicate_audio_is_left_out_and_conflicts_drop_every_copy(corpus,
+                                                                   tmp_path):
+  folder = pathlib.Path(corpus[0].path).parent
+  shutil.copy(corpus[0].path, folder / 'a_copy.wav')
+  shutil.copy(corpus[1].path, folder / 'b_copy.wav')
+  same = dataclasses.replace(corpus[0], id='f', path=str(folder / 'a_copy.wav'))
+  other = dataclasses.replace(corpus[1], id='g', path=str(folder / 'b_copy.wav'),
+                              label='sad')  # b is angry
+  cache = _build(corpus + [same, other], tmp_path / 'cache')
+  assert cache.ids == ('a', 'c', 'd', 'e')
+  kinds = {pathlib.Path(i.path).name: i.kind for i in cache.skipped}
+  assert kinds == {'a_copy.wav': 'duplicate audio',
+                   'b.wav': 'duplicate audio with conflicting labels',
+                   'b_copy.wav': 'duplicate audio with conflicting labels'}
+  detail = {pathlib.Path(i.path).name: i.detail for i in cache.skipped}
+  assert corpus[0].path in detail['a_copy.wav']
+  assert 'b_copy.wav (sad)' in detail['b.wav']
+  with pytest.raises(CorpusError, match='duplicate audio'):
+    _build(corpus + [same, other], tmp_path / 'cache', strict=True)
+
+
+# ----------------------------------------------------------------------------
+# Finding 6: the fault kind comes from the error, not from its words.
+
+
+def test_fault_kind_is_the_errors_not_guessed_from_its_text(corpus, tmp_path):
+  folder = pathlib.Path(corpus[0].path).parent
+  misleading = folder / 'empty audio that does not exist.wav'
+  misleading.write_bytes(b'not audio')
+  cut = write_wav(folder / 'cut.wav', 1.0, seed=7)
+  cut.write_bytes(cut.read_bytes()[:44 + 2 * 4000])
+  extra = [dataclasses.replace(corpus[0], id='x', path=str(misleading)),
+           dataclasses.replace(corpus[0], id='y', path=str(cut))]
+  cache = _build(corpus + extra, tmp_path / 'cache')
+  kinds = {pathlib.Path(i.path).name: i.kind for i in cache.skipped}
+  assert kinds == {misleading.name: 'unreadable audio',
+                   'cut.wav': 'truncated audio'}
+
+
+# ----------------------------------------------------------------------------
+# Bounded memory: a chunk holds only the samples the kept frames read.
+
+
+def test_long_audio_is_cropped_as_soon_as_it_is_decoded(corpus, tmp_path,
+                                                        monkeypatch):
+  params = features.FeatureParams(max_frames=50)
+  long_path = write_wav(tmp_path / 'corpus' / 'long.wav', 3.0, seed=5)
+  utterances = corpus + [dataclasses.replace(corpus[0], id='long',
+                                             path=str(long_path))]
+  seen = []
+  real_extract = features.extract_numpy
+  monkeypatch.setattr(features, 'extract_numpy', lambda w, *a, **k: (
+      seen.extend(len(x) for x in w) or real_extract(w, *a, **k)))
+  cache = _build(utterances, tmp_path / 'cache', params)
+  margin = -(-(params.n_fft // 2) // params.hop_length)
+  assert max(seen) <= (params.max_frames + 2 * margin) * params.hop_length
+  np.testing.assert_array_equal(cache[5], real_extract(
+      [audio.load(long_path)], params, batch_size=BATCH)[0])

@@ -1,30 +1,65 @@
 """The feature cache: spectrograms computed once, read at random afterwards.
 
-Features depend on the audio files and on `FeatureParams`, so the cache key
-hashes both: every utterance's id, path, file size and modification time,
-and `params.fingerprint()`. A changed file, a different utterance set or any
-changed parameter gives a new key, hence a new folder; nothing stale is read.
+The key. Features depend on the audio files' content and on `FeatureParams`,
+so a cache folder's key hashes the format `VERSION`, `corpus_fingerprint`
+(every utterance's id, label, speaker, gender, session, improvised, corpus
+and a hash of its file's bytes) and `params.fingerprint()`. An edited file
+(even one whose size and modification time were set back), a different
+utterance set or label, or any changed parameter gives a new key, hence a new
+folder; nothing stale is read. Hashing a large corpus at every run start
+would be slow (IEMOCAP is 1.5 GB), so `<cache_dir>/content_hashes.json`
+remembers each file's hash with its size, mtime, ctime and inode, and a hash
+is reused only while all four are unchanged: ctime cannot be set back by a
+user, so an edit that restores the mtime is still seen.
 
-A cache folder `<cache_dir>/<kind>-<key>/` holds
+The format. A cache folder `<cache_dir>/<kind>-<key>/` holds
 
   features.f32  all frames of all utterances, `[total_frames, bins]`
                 little-endian float32, C order, no header (memory-mapped);
-  index.json    ids, offsets and frame lengths (in the order of the
-                utterances given), the parameters, and the utterances whose
-                audio could not be decoded, with the reason.
+  index.json    the format version, the parameters, the data file's size in
+                bytes; per kept utterance (in the order of the utterances
+                given) its id, frame offset, frame length and the CRC-32 of
+                its float32 bytes; and the utterances left out (with their
+                ids), with the reason.
 
-It is written under a temporary name and renamed into place when complete,
-so an interrupted extraction never passes for a cache. Audio that fails to
-decode is reported like a load-time fault (`jaxser.data.records.Issue`,
-naming the file), the extraction carries on with the rest, and the cache
-remembers the failures, so reopening it reports them again.
+It is written under a unique temporary name, flushed to disk and renamed into
+place when complete (`records.atomic_folder`), so an interrupted or crashed
+extraction never passes for a cache. A full disk is one `CorpusError` naming
+the folder and the system's reason, with nothing left behind.
+
+The verification. Every time a folder is opened it is checked in full before
+use: index.json parses, has this `VERSION` and these parameters; the data
+file has exactly `total_frames * bins * 4` bytes; the offsets tile it without
+gap or overlap; the kept and the left-out ids are exactly the utterances asked
+for; and every utterance's bytes match their checksum and are finite (read
+one utterance at a time, so memory does not grow with the cache). A folder
+that fails is derived data: a warning names it and the cause, and it is
+removed and extracted again.
+
+What is left out. Utterances are reported like load-time faults
+(`jaxser.data.records.Issue`, naming the file), the extraction carries on with
+the rest, and the cache remembers them, so reopening it reports them again:
+
+- audio that fails to decode (`audio.load`'s `AudioError`, by its `kind`);
+- audio whose bytes equal an earlier utterance's (by id order): 'duplicate
+  audio', naming the other file, since a copy could land in both train and
+  test; if the copies carry different labels, every copy is left out
+  ('duplicate audio with conflicting labels');
+- audio whose features are not finite ('non-finite features'): finite
+  samples whose power overflows float32 (a float file with values near
+  1e20), which would otherwise train as NaN.
 """
 
+import collections
 import hashlib
 import json
 import os
 import pathlib
-from typing import Sequence
+import secrets
+import shutil
+import time
+from typing import Iterable, Sequence
+import zlib
 
 from absl import logging
 import numpy as np
@@ -37,29 +72,72 @@ from jaxser.data import records
 from jaxser.errors import AudioError
 from jaxser.errors import CorpusError
 
-VERSION = 1  # bump when the file format or the extraction changes
+VERSION = 2  # bump when the file format or the extraction changes
 DATA_FILE = 'features.f32'
 INDEX_FILE = 'index.json'
+HASHES_FILE = 'content_hashes.json'  # in cache_dir: the memo of file hashes
 _DTYPE = np.dtype('<f4')
+_HASH_BLOCK = 1 << 20  # bytes read at a time when hashing a file
+# A file whose ctime is this recent may change again within the same clock
+# tick without its ctime moving (git's "racily clean" files): its hash is
+# used but not remembered.
+_RACY_NS = 2_000_000_000
 
 
-def corpus_fingerprint(utterances: Sequence[records.Utterance]) -> str:
-  """A hash of the utterances' ids, paths, file sizes and modification times."""
-  digest = hashlib.sha256()
-  for utt in sorted(utterances, key=lambda u: u.id):
-    try:
-      stat = os.stat(utt.path)
-      size, mtime = stat.st_size, stat.st_mtime_ns
-    except OSError:
-      size, mtime = -1, -1
-    digest.update(f'{utt.id}\t{utt.path}\t{size}\t{mtime}\n'.encode())
-  return digest.hexdigest()
+def corpus_fingerprint(utterances: Sequence[records.Utterance], cache_dir) -> str:
+  """A hash of what the utterances are: their records and their files' bytes.
+
+  Covers, per utterance in id order, the id, label, speaker, gender,
+  session, improvised, corpus and a hash of the audio file's content (None
+  for a file that cannot be read), but not the path: a corpus moved to
+  another folder keeps its fingerprint, while an edited file changes it even
+  if its size and modification time were set back. It identifies the data a
+  run trained on (feature cache keys, checkpoints' run identity).
+
+  Args:
+    utterances: the corpus.
+    cache_dir: where the memo of file hashes lives (`HASHES_FILE`); files
+      whose size, mtime, ctime and inode are as remembered are not read.
+
+  Returns:
+    A 64-digit hexadecimal SHA-256.
+  """
+  return _fingerprint(utterances, content_hashes([u.path for u in utterances],
+                                                 cache_dir))
 
 
-def cache_key(utterances: Sequence[records.Utterance],
-              params: features.FeatureParams) -> str:
-  """The cache folder's key: corpus fingerprint, parameters and format version."""
-  text = f'{VERSION}\n{corpus_fingerprint(utterances)}\n{params.fingerprint()}'
+def content_hashes(paths: Iterable[str], cache_dir) -> dict[str, str | None]:
+  """Each file's BLAKE2b content hash (None if unreadable), memoised by stat.
+
+  Args:
+    paths: the files.
+    cache_dir: the folder of the memo (`HASHES_FILE`, written atomically).
+
+  Returns:
+    `{path: hex digest or None}` for every path given.
+  """
+  memo_path = pathlib.Path(cache_dir) / HASHES_FILE
+  memo = _read_memo(memo_path)
+  hashes, changed = {}, False
+  for path in sorted(set(paths)):
+    key = os.path.abspath(path)
+    stamp = _stamp(path)
+    entry = memo.get(key)
+    if stamp is not None and entry is not None and entry[:4] == stamp:
+      hashes[path] = entry[4]
+      continue
+    hashes[path] = None if stamp is None else _hash_file(path)
+    if hashes[path] is not None and time.time_ns() - stamp[2] > _RACY_NS:
+      memo[key] = stamp + [hashes[path]]
+      changed = True
+  if changed:
+    _write_memo(memo_path, memo)
+  return hashes
+
+
+def cache_key(fingerprint: str, params: features.FeatureParams) -> str:
+  """The cache folder's key: format version, corpus fingerprint, parameters."""
+  text = f'{VERSION}\n{fingerprint}\n{params.fingerprint()}'
   return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -67,8 +145,7 @@ class FeatureCache:
   """Random access to the cached `[frames, bins]` features of a corpus.
 
   Make one with `FeatureCache.build`. Items follow the order of the
-  utterances given to `build`, less those whose audio failed to decode
-  (`skipped`).
+  utterances given to `build`, less those left out (`skipped`).
 
   Attributes:
     folder: the cache folder.
@@ -76,7 +153,8 @@ class FeatureCache:
     ids: the utterance ids, one per item.
     frame_lengths: `[n]` int32 frames per item.
     utterances: the records, one per item.
-    skipped: `Issue`s for the utterances whose audio could not be decoded.
+    skipped: `Issue`s for the utterances left out (undecodable audio,
+      duplicate audio, non-finite features), naming the current files.
   """
 
   def __init__(self, folder, utterances: Sequence[records.Utterance]):
@@ -88,8 +166,11 @@ class FeatureCache:
     self.ids = tuple(index['ids'])
     self.frame_lengths = np.asarray(index['frame_lengths'], np.int32)
     self._offsets = np.asarray(index['offsets'], np.int64)
-    self.skipped = tuple(records.Issue(**i) for i in index['skipped'])
     by_id = {u.id: u for u in utterances}
+    # Paths are not part of the key (a moved corpus reuses its cache), so
+    # the issues name the files as they are now.
+    self.skipped = tuple(records.Issue(i['kind'], by_id[i['id']].path, i['detail'])
+                         for i in index['skipped'])
     self.utterances = [by_id[i] for i in self.ids]
     self._position = {i: k for k, i in enumerate(self.ids)}
     self._data = None  # opened on first access (and again after unpickling)
@@ -100,35 +181,48 @@ class FeatureCache:
             batch_size: int = 32, chunk_size: int = 256) -> 'FeatureCache':
     """Opens the cache for these utterances and parameters, extracting if needed.
 
+    A folder that fails verification is removed and extracted again.
+
     Args:
       utterances: the corpus (ids must be unique).
       params: the feature parameters.
-      cache_dir: where cache folders live.
-      strict: raise after extraction if any audio failed to decode.
+      cache_dir: where cache folders (and the memo of file hashes) live.
+      strict: raise if any utterance is left out.
       batch_size: utterances per feature batch.
       chunk_size: utterances decoded and held in memory at a time.
 
     Returns:
-      The cache, in the order of `utterances` (less the failures).
+      The cache, in the order of `utterances` (less those left out).
 
     Raises:
-      CorpusError: repeated ids; no utterance could be decoded; or `strict`
-        and some could not (the message lists every such file).
+      CorpusError: repeated ids; no utterance could be used; the folder
+        cannot be written (a full disk); or `strict` and some utterance is
+        left out (the message lists every such file).
     """
     ids = [u.id for u in utterances]
     if len(set(ids)) != len(ids):
       raise CorpusError('feature cache: utterance ids are not unique')
-    folder = pathlib.Path(cache_dir) / f'{params.kind}-{cache_key(utterances, params)}'
-    if (folder / INDEX_FILE).is_file():
+    hashes = content_hashes([u.path for u in utterances], cache_dir)
+    key = cache_key(_fingerprint(utterances, hashes), params)
+    folder = pathlib.Path(cache_dir) / f'{params.kind}-{key}'
+    problem = verify(folder, ids, params) if folder.exists() else 'absent'
+    if problem is None:
       logging.info('feature cache: reusing %s', folder)
     else:
-      _extract_to(folder, utterances, params, batch_size=batch_size,
-                  chunk_size=chunk_size)
+      if folder.exists():
+        logging.warning('feature cache %s is damaged (%s): removing it and '
+                        'extracting again', folder, problem)
+        shutil.rmtree(folder, ignore_errors=True)
+      try:
+        _extract_to(folder, utterances, params, duplicates(utterances, hashes),
+                    batch_size=batch_size, chunk_size=chunk_size)
+      except OSError as e:
+        raise CorpusError(f'feature cache {folder}: cannot be written '
+                          f'({_reason(e)}); nothing was kept') from e
     cache = cls(folder, utterances)
     if cache.skipped:
       message = (f'feature cache {folder}: {len(cache.skipped)} utterances '
-                 'could not be decoded and are left out:\n'
-                 + records.format_issues(cache.skipped))
+                 'are left out:\n' + records.format_issues(cache.skipped))
       if strict:
         raise CorpusError(message)
       logging.warning('%s', message)
@@ -158,24 +252,147 @@ class FeatureCache:
     return state
 
 
-def _extract_to(folder: pathlib.Path, utterances, params, *, batch_size: int,
+# --------------------------------------------------------------------------
+# Verification.
+
+
+def verify(folder, ids: Sequence[str], params: features.FeatureParams
+           ) -> str | None:
+  """Why a cache folder cannot be used for these utterances, or None.
+
+  Reads the whole data file, one utterance at a time.
+
+  Args:
+    folder: the cache folder.
+    ids: the ids of the utterances asked for.
+    params: the feature parameters asked for.
+
+  Returns:
+    The cause in a few words, or None if the folder is sound.
+  """
+  folder = pathlib.Path(folder)
+  try:
+    index = json.loads((folder / INDEX_FILE).read_text())
+  except (OSError, ValueError) as e:
+    return f'{INDEX_FILE} unreadable ({_reason(e)})'
+  try:
+    return (_index_problem(index, ids, params)
+            or _data_problem(folder / DATA_FILE, index))
+  except OSError as e:  # the index was read: this is the data file
+    return f'{DATA_FILE} unreadable ({_reason(e)})'
+  except (KeyError, TypeError, ValueError, AttributeError) as e:
+    return f'{INDEX_FILE} malformed ({type(e).__name__}: {_reason(e)})'
+
+
+def _index_problem(index: dict, ids: Sequence[str],
+                   params: features.FeatureParams) -> str | None:
+  """What is inconsistent in index.json, or None."""
+  if index['version'] != VERSION:
+    return f'format version {index["version"]}, expected {VERSION}'
+  if index['params'] != params.to_dict() or index['num_bins'] != params.num_bins:
+    return 'made with other feature parameters'
+  kept, skipped = list(index['ids']), [i['id'] for i in index['skipped']]
+  if (len(set(kept + skipped)) != len(kept) + len(skipped)
+      or set(kept + skipped) != set(ids)):
+    return (f'it accounts for {len(kept)} kept and {len(skipped)} left-out '
+            f'utterances, not the {len(ids)} asked for')
+  lengths = np.asarray(index['frame_lengths'], np.int64)
+  offsets = np.asarray(index['offsets'], np.int64)
+  if not len(kept) == len(lengths) == len(offsets) == len(index['checksums']):
+    return 'its lists of ids, offsets, lengths and checksums differ in length'
+  if len(lengths) and not 1 <= lengths.min() <= lengths.max() <= params.max_frames:
+    return f'frame lengths outside [1, {params.max_frames}]'
+  order = np.argsort(offsets, kind='stable')
+  ends = np.cumsum(lengths[order])
+  if np.any(offsets[order] != ends - lengths[order]):
+    return 'the offsets do not tile the data file'
+  total = int(ends[-1]) if len(ends) else 0
+  expected = total * params.num_bins * _DTYPE.itemsize
+  if index['total_frames'] != total or index['data_bytes'] != expected:
+    return f'the sizes it records disagree ({total} frames, {expected} bytes)'
+  return None
+
+
+def _data_problem(path: pathlib.Path, index: dict) -> str | None:
+  """What is wrong with the data file given a consistent index, or None."""
+  size = os.path.getsize(path)
+  if size != index['data_bytes']:
+    return f'{DATA_FILE} holds {size} bytes, expected {index["data_bytes"]}'
+  row = index['num_bins'] * _DTYPE.itemsize
+  offsets = index['offsets']
+  with open(path, 'rb') as f:
+    for k in sorted(range(len(offsets)), key=offsets.__getitem__):  # file order
+      chunk = f.read(index['frame_lengths'][k] * row)  # <= max_frames rows
+      if zlib.crc32(chunk) != index['checksums'][k]:
+        return f'the features of {index["ids"][k]!r} do not match their checksum'
+      if not np.isfinite(np.frombuffer(chunk, _DTYPE)).all():
+        return f'the features of {index["ids"][k]!r} are not finite'
+  return None
+
+
+# --------------------------------------------------------------------------
+# Extraction.
+
+
+def duplicates(utterances: Sequence[records.Utterance],
+               hashes: dict[str, str | None]) -> dict[str, records.Issue]:
+  """The utterances to leave out because their audio repeats another's.
+
+  Args:
+    utterances: the corpus.
+    hashes: `content_hashes` of their paths.
+
+  Returns:
+    `{id: Issue}`: every copy but the first (by id) when the copies agree on
+    the label; every copy when they do not.
+  """
+  groups = collections.defaultdict(list)
+  for utt in sorted(utterances, key=lambda u: u.id):
+    if hashes[utt.path] is not None:
+      groups[hashes[utt.path]].append(utt)
+  issues = {}
+  for group in groups.values():
+    if len({u.label for u in group}) == 1:
+      for utt in group[1:]:
+        issues[utt.id] = records.Issue(
+            'duplicate audio', utt.path,
+            f'the same audio as {group[0].path} (id {group[0].id!r})')
+    elif len(group) > 1:
+      for utt in group:
+        others = ', '.join(f'{o.path} ({o.label})' for o in group if o is not utt)
+        issues[utt.id] = records.Issue(
+            'duplicate audio with conflicting labels', utt.path,
+            f'labelled {utt.label}; the same audio as {_shorten(others)}')
+  return issues
+
+
+def _extract_to(folder: pathlib.Path, utterances, params,
+                left_out: dict[str, records.Issue], *, batch_size: int,
                 chunk_size: int) -> None:
-  """Computes every utterance's features into `folder`, atomically."""
-  with records.atomic_folder(folder, lambda f: (f / INDEX_FILE).is_file()) as tmp:
-    offsets, lengths, skipped = _write_features(
-        tmp / DATA_FILE, utterances, params, batch_size, chunk_size)
-    if len(skipped) == len(utterances):
-      raise CorpusError('feature cache: no utterance could be decoded:\n'
-                        + records.format_issues(skipped))
-    kept = [u.id for u in utterances if u.id in offsets]
+  """Computes the features of the utterances not `left_out` into `folder`."""
+  ids = [u.id for u in utterances]
+  with records.atomic_folder(folder, lambda f: verify(f, ids, params) is None
+                             ) as tmp:
+    todo = [u for u in utterances if u.id not in left_out]
+    written, issues = _write_features(tmp / DATA_FILE, todo, params, batch_size,
+                                      chunk_size)
+    issues = {**left_out, **issues}
+    if not written:
+      raise CorpusError('feature cache: no utterance could be decoded and kept:\n'
+                        + records.format_issues(list(issues.values())))
+    kept = [i for i in ids if i in written]
+    offsets, lengths, checksums = zip(*(written[i] for i in kept))
+    total = sum(lengths)
     index = {
         'version': VERSION, 'params': params.to_dict(),
-        'num_bins': params.num_bins, 'total_frames': int(sum(lengths.values())),
-        'ids': kept, 'offsets': [offsets[i] for i in kept],
-        'frame_lengths': [lengths[i] for i in kept],
-        'skipped': [vars(issue) for issue in skipped],
+        'num_bins': params.num_bins, 'total_frames': total,
+        'data_bytes': total * params.num_bins * _DTYPE.itemsize,
+        'ids': kept, 'offsets': offsets, 'frame_lengths': lengths,
+        'checksums': checksums,
+        'skipped': [{'id': i, **vars(issues[i])} for i in ids if i in issues],
     }
-    (tmp / INDEX_FILE).write_text(json.dumps(index))
+    with open(tmp / INDEX_FILE, 'w') as f:
+      f.write(json.dumps(index))
 
 
 def _write_features(path: pathlib.Path, utterances, params, batch_size: int,
@@ -183,28 +400,37 @@ def _write_features(path: pathlib.Path, utterances, params, batch_size: int,
   """Decodes and extracts in chunks of similar length, appending to `path`.
 
   Returns:
-    `{id: frame offset}`, `{id: frames}` and the decoding failures.
+    `{id: (frame offset, frames, CRC-32)}` of the utterances written and
+    `{id: Issue}` of those left out.
   """
   order = sorted(utterances, key=_expected_samples)  # similar lengths batch well
-  offsets, lengths, skipped, total = {}, {}, [], 0
+  written, issues, total = {}, {}, 0
   with open(path, 'wb') as out, tqdm.tqdm(
       total=len(order), desc=f'{params.kind} features', unit='utt') as bar:
     for start in range(0, len(order), chunk_size):
       chunk, waveforms = [], []
       for utt in order[start:start + chunk_size]:
         try:
-          waveforms.append(audio.load(utt.path, sample_rate=params.sample_rate))
-          chunk.append(utt)
+          waveform = audio.load(utt.path, sample_rate=params.sample_rate)
         except AudioError as e:
-          skipped.append(_issue(utt.path, e))
+          issues[utt.id] = _issue(utt.path, e)
+          continue
+        # Only the samples the kept frames read: a chunk of long files would
+        # otherwise hold every whole decoded file at once.
+        waveforms.append(features.crop_waveform(waveform, params))
+        chunk.append(utt)
       if waveforms:
         extracted = features.extract_numpy(waveforms, params, batch_size=batch_size)
-        for utt, feature in zip(chunk, extracted):
-          out.write(np.ascontiguousarray(feature, _DTYPE).tobytes())
-          offsets[utt.id], lengths[utt.id] = total, int(feature.shape[0])
+        for utt, waveform, feature in zip(chunk, waveforms, extracted):
+          if not np.isfinite(feature).all():
+            issues[utt.id] = _overflow_issue(utt.path, waveform)
+            continue
+          data = np.ascontiguousarray(feature, _DTYPE).tobytes()
+          out.write(data)
+          written[utt.id] = (total, int(feature.shape[0]), zlib.crc32(data))
           total += feature.shape[0]
       bar.update(len(order[start:start + chunk_size]))
-  return offsets, lengths, skipped
+  return written, issues
 
 
 def _expected_samples(utt: records.Utterance) -> float:
@@ -216,14 +442,90 @@ def _expected_samples(utt: records.Utterance) -> float:
 
 
 def _issue(path: str, error: AudioError) -> records.Issue:
-  """The load-time fault kind of an `audio.load` error."""
-  text = str(error)
-  if 'does not exist' in text or 'not a regular file' in text:
-    kind = 'missing file'
-  elif 'empty audio' in text:
-    kind = 'empty audio'
-  elif 'non-finite' in text:
-    kind = 'non-finite samples'
-  else:
-    kind = 'unreadable audio'
-  return records.Issue(kind, path, text.removeprefix(f'{path}: '))
+  """The load-time fault of an `audio.load` error."""
+  return records.Issue(error.kind, path, str(error).removeprefix(f'{path}: '))
+
+
+def _overflow_issue(path: str, waveform: np.ndarray) -> records.Issue:
+  peak = float(np.max(np.abs(waveform)))
+  return records.Issue(
+      'non-finite features', path,
+      f'the features are NaN or Inf: the audio\'s power overflows float32 '
+      f'(peak amplitude {peak:.3g}; audio is expected within [-1, 1])')
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+  return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+def _reason(error: Exception) -> str:
+  """An error in a few words: the system's for an OSError."""
+  if isinstance(error, OSError) and error.strerror:
+    return error.strerror
+  return _shorten(str(error).splitlines()[0] if str(error) else '', 120)
+
+
+# --------------------------------------------------------------------------
+# The corpus fingerprint and its memo of file hashes.
+
+
+def _fingerprint(utterances: Sequence[records.Utterance],
+                 hashes: dict[str, str | None]) -> str:
+  digest = hashlib.sha256()
+  for utt in sorted(utterances, key=lambda u: u.id):
+    fields = [utt.id, utt.label, utt.speaker, utt.gender, utt.session,
+              utt.improvised, utt.corpus, hashes[utt.path]]
+    digest.update(json.dumps(fields).encode() + b'\n')
+  return digest.hexdigest()
+
+
+def _stamp(path: str) -> list[int] | None:
+  """`[size, mtime_ns, ctime_ns, inode]`, or None for no readable file."""
+  try:
+    stat = os.stat(path)
+  except OSError:
+    return None
+  return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+
+
+def _hash_file(path: str) -> str | None:
+  digest = hashlib.blake2b(digest_size=16)
+  try:
+    with open(path, 'rb') as f:
+      while block := f.read(_HASH_BLOCK):
+        digest.update(block)
+  except OSError:  # reported when the file is decoded
+    return None
+  return digest.hexdigest()
+
+
+def _read_memo(path: pathlib.Path) -> dict:
+  """The remembered `{abspath: [size, mtime, ctime, inode, hash]}`, or {}."""
+  try:
+    memo = json.loads(path.read_text())
+  except FileNotFoundError:
+    return {}
+  except (OSError, ValueError) as e:
+    logging.warning('%s is unreadable (%s): hashing every file again', path, e)
+    return {}
+  if not isinstance(memo, dict):
+    return {}
+  return {k: v for k, v in memo.items() if isinstance(v, list) and len(v) == 5}
+
+
+def _write_memo(path: pathlib.Path, memo: dict) -> None:
+  """Writes the memo atomically, without files that are gone."""
+  memo = {k: v for k, v in memo.items() if os.path.exists(k)}
+  tmp = path.with_name(f'.{path.name}.{os.getpid()}-{secrets.token_hex(4)}')
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, 'w') as f:
+      f.write(json.dumps(memo))
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except OSError as e:  # only a speed-up: the hashes are computed again
+    logging.warning('cannot write %s (%s)', path, _reason(e))
+  finally:
+    if tmp.exists():
+      os.remove(tmp)
