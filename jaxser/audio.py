@@ -40,7 +40,10 @@ def load(path, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     data, rate = sf.read(path, dtype='float32', always_2d=True)
   except Exception as e:  # libsndfile raises several types; keep its words.
     raise AudioError(f'{path}: unreadable audio ({e})', 'unreadable audio') from e
-  cut = wav_truncation(path)
+  try:
+    cut = wav_truncation(path)
+  except OSError as e:  # gone or locked since it was read
+    raise AudioError(f'{path}: unreadable audio ({e})', 'unreadable audio') from e
   if cut:
     raise AudioError(f'{path}: truncated audio ({describe_truncation(*cut)})',
                      'truncated audio')

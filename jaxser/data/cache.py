@@ -57,6 +57,7 @@ import os
 import pathlib
 import secrets
 import shutil
+import stat
 import time
 from typing import Iterable, Sequence
 import zlib
@@ -214,7 +215,7 @@ class FeatureCache:
                         'extracting again', folder, problem)
         shutil.rmtree(folder, ignore_errors=True)
       try:
-        _extract_to(folder, utterances, params, duplicates(utterances, hashes),
+        _extract_to(folder, utterances, params, duplicate_audio(utterances, hashes),
                     batch_size=batch_size, chunk_size=chunk_size)
       except OSError as e:
         raise CorpusError(f'feature cache {folder}: cannot be written '
@@ -334,7 +335,7 @@ def _data_problem(path: pathlib.Path, index: dict) -> str | None:
 # Extraction.
 
 
-def duplicates(utterances: Sequence[records.Utterance],
+def duplicate_audio(utterances: Sequence[records.Utterance],
                hashes: dict[str, str | None]) -> dict[str, records.Issue]:
   """The utterances to leave out because their audio repeats another's.
 
@@ -480,12 +481,14 @@ def _fingerprint(utterances: Sequence[records.Utterance],
 
 
 def _stamp(path: str) -> list[int] | None:
-  """`[size, mtime_ns, ctime_ns, inode]`, or None for no readable file."""
+  """`[size, mtime_ns, ctime_ns, inode]`, or None for no regular file."""
   try:
-    stat = os.stat(path)
+    info = os.stat(path)
   except OSError:
     return None
-  return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+  if not stat.S_ISREG(info.st_mode):  # a folder, or a pipe that never ends
+    return None
+  return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
 
 
 def _hash_file(path: str) -> str | None:
