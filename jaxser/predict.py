@@ -2,10 +2,22 @@
 
   python -m jaxser.predict --workdir=/tmp/ser a.wav more_audio/ [--embeddings z.npy]
 
-Prints one JSON line per file: the predicted emotion and the class
-probabilities, or the error for a file that cannot be read (the others go on).
+Prints one JSON line per file: the predicted emotion, the class probabilities
+and `index`, the file's row in the --embeddings array; or, for a file that
+cannot be predicted, `{"file": ..., "error": ...}` (the others go on). A file
+cannot be predicted when it cannot be read (missing, unreadable, empty,
+non-finite samples), when its features are not finite (a finite waveform whose
+power overflows float32) or when the model's outputs for it are not finite.
+The output is strict JSON (never NaN). At the end, stderr says how many files
+could not be predicted; the exit status is non-zero only if none could, or for
+a bad argument or workdir, which ends in one line `jaxser: <message>` before
+any file is read.
+
 Uses the best checkpoint (the latest if no dev evaluation ran) with the
-features and standardisation saved in it.
+features and standardisation saved in it. Files are read and predicted a few
+batches at a time, each cut to the samples its features read
+(`features.crop_waveform`), so memory does not grow with the number or length
+of the files beyond reading one file.
 """
 
 import json
@@ -23,29 +35,58 @@ from jaxser import features as features_lib
 from jaxser import input_pipeline
 from jaxser import parallel
 from jaxser import train
+from jaxser.errors import ConfigError
 from jaxser.errors import JaxserError
-
 
 
 def define_flags():
   """The command's flags (defined only when run as a program)."""
   flags.DEFINE_string('workdir', None, 'A trained workdir.')
   flags.DEFINE_string('embeddings', None,
-                      'Save the embeddings z of the readable files (in output '
-                      'order) to this .npy file.')
+                      'Save the embeddings z of the predicted files (row '
+                      '`index` of each) to this .npy file.')
   flags.DEFINE_integer('batch_size', 32, 'Utterances per batch.')
 
 AUDIO_SUFFIXES = ('.wav', '.flac', '.ogg', '.aiff', '.aif')
+GROUP_BATCHES = 4  # Files read at once, in batches: holds a few batches' audio.
+
+
+def local_mesh() -> jax.sharding.Mesh:
+  """The devices of this process, over which batches are split."""
+  return parallel.make_mesh(jax.local_devices())
+
+
+def check_batch_size(batch_size: int, mesh, what: str = 'batch_size') -> None:
+  """Refuses a batch size the batches cannot have.
+
+  Raises:
+    ConfigError: `batch_size` is below 1 (no batch would run, and nothing
+      would be predicted) or does not divide by the devices of `mesh`.
+  """
+  if batch_size < 1:
+    raise ConfigError(f'{what}={batch_size}: must be at least 1')
+  parallel.check_divisible(batch_size, mesh, what)
 
 
 class Predictor:
   """A restored model with its features and standardiser.
 
+  `Predictor(workdir)(waveforms, batch_size)` gives the class probabilities
+  and the embeddings z of 16 kHz mono waveforms (as `audio.load` returns).
   Batches are split over this process's devices (`jax.local_devices()`), so
   the batch size must divide by their number.
+
+  Attributes:
+    classes: the class names, in the order of the probabilities' columns.
+    params: the feature parameters the model was trained with.
   """
 
   def __init__(self, workdir: str):
+    """Restores the selected checkpoint of `workdir`.
+
+    Raises:
+      CheckpointError: no (complete) checkpoint that this code can restore.
+    """
     meta, state = train.restore_selected(workdir)
     self.config = ml_collections.ConfigDict(meta['config'])
     self.classes = meta['classes']
@@ -53,29 +94,48 @@ class Predictor:
     self.standardizer = features_lib.Standardizer(
         np.asarray(meta['standardizer']['mean'], np.float32),
         np.asarray(meta['standardizer']['std'], np.float32))
-    self.mesh = parallel.make_mesh(jax.local_devices())
+    self.mesh = local_mesh()
     self.state = parallel.replicate(state, self.mesh)
     self._eval = train.make_eval_step(self.mesh)
 
-  def __call__(self, waveforms: list, batch_size: int = 32):
-    """Probabilities `[n, classes]` and embeddings `[n, dim]` of waveforms.
+  def __call__(self, waveforms, batch_size: int = 32):
+    """Probabilities and embeddings of waveforms.
+
+    Args:
+      waveforms: a list of 1-D float arrays of 16 kHz samples, or one such
+        array (one utterance).
+      batch_size: utterances per batch: at least 1, divisible by the number
+        of local devices.
+
+    Returns:
+      `(probs [n, classes], embeddings [n, dim])` float32, in the order of
+      `waveforms`. A waveform whose features are not finite (its power
+      overflows float32) gets non-finite rows: check with `np.isfinite`.
 
     Raises:
-      ConfigError: `batch_size` does not divide by the number of devices.
+      ConfigError: a batch size below 1 or not divisible by the devices.
+      ValueError: a waveform that is not 1-D or has no samples.
     """
-    parallel.check_divisible(batch_size, self.mesh, '--batch_size')
-    feats = features_lib.extract_numpy(waveforms, self.params)
+    check_batch_size(batch_size, self.mesh)
+    if getattr(waveforms, 'ndim', None) == 1:
+      waveforms = [waveforms]
+    return self.predict_features(self.features(waveforms), batch_size)
+
+  def features(self, waveforms) -> list[np.ndarray]:
+    """The model's features `[frames_i, bins]` of a list of waveforms."""
+    return features_lib.extract_numpy(waveforms, self.params)
+
+  def predict_features(self, feats: list[np.ndarray], batch_size: int):
+    """`(probs [n, classes], embeddings [n, dim])` of features, in order."""
     examples = input_pipeline.Examples(feats, np.zeros(len(feats), np.int32),
                                        np.arange(len(feats)), self.standardizer)
     probs = np.zeros((len(feats), len(self.classes)), np.float32)
-    z = None
+    z = np.zeros((len(feats), self.config.model.embedding_dim), np.float32)
     for rows, batch in input_pipeline.eval_batches(
         examples, batch_size=batch_size, buckets=self.config.buckets):
       out = jax.device_get(self._eval(self.state, jax.device_put(
           batch, parallel.batch_sharding(self.mesh))))
       probs[rows] = jax.nn.softmax(out['logits'][:len(rows)])
-      if z is None:
-        z = np.zeros((len(feats), out['embeddings'].shape[-1]), np.float32)
       z[rows] = out['embeddings'][:len(rows)]
     return probs, z
 
@@ -93,39 +153,155 @@ def expand(paths) -> list[str]:
   return out
 
 
-def main(argv):
+def check_embeddings_path(path: str) -> None:
+  """Refuses an --embeddings file that could not be written at the end.
+
+  Raises:
+    ConfigError: `path` is a folder, its folder does not exist, or either is
+      not writable.
+  """
+  folder = os.path.dirname(os.path.abspath(path))
+  if os.path.isdir(path):
+    fault = 'is a folder; give a file name'
+  elif not os.path.isdir(folder):
+    fault = f'the folder {folder} does not exist'
+  elif not os.access(folder, os.W_OK) or (
+      os.path.exists(path) and not os.access(path, os.W_OK)):
+    fault = 'not writable'
+  else:
+    return
+  raise ConfigError(f'--embeddings={path}: {fault}')
+
+
+def save_embeddings(path: str, z: np.ndarray) -> None:
+  """Writes `z` to exactly `path` (np.save would add '.npy'), atomically.
+
+  Raises:
+    OSError: it could not be written; no partial file is left.
+  """
+  partial = f'{path}.partial-{os.getpid()}'
+  try:
+    with open(partial, 'wb') as f:
+      np.save(f, z)
+    os.replace(partial, path)
+  finally:
+    if os.path.exists(partial):
+      os.remove(partial)
+
+
+def feature_fault(path: str, waveform: np.ndarray, params) -> str:
+  """Why a finite waveform's features are not: what a person can check."""
+  peak = float(np.max(np.abs(waveform)))
+  # A frame's power is at most (peak * win_length) ** 2.
+  if (peak * params.win_length) ** 2 > float(np.finfo(np.float32).max):
+    return (f"{path}: non-finite features: the audio's power overflows float32 "
+            f'(peak amplitude {peak:.3g})')
+  return f'{path}: non-finite features (peak amplitude {peak:.3g})'
+
+
+def read_group(paths: list[str], params) -> tuple[list[str], list[np.ndarray], dict]:
+  """Reads files, each cut to its features' samples: `(read, waves, errors)`."""
+  read, waves, errors = [], [], {}
+  for path in paths:
+    try:
+      # Cut at once: one whole (resampled) file is held at a time.
+      waves.append(features_lib.crop_waveform(audio.load(path), params))
+      read.append(path)
+    except JaxserError as e:
+      errors[path] = str(e)
+  return read, waves, errors
+
+
+def predict_group(predictor: Predictor, paths: list[str], batch_size: int):
+  """Yields `(path, error)` for unreadable files, then `(path, (p, z) or error)`.
+
+  Only finite features reach the model, and only finite outputs are returned.
+  """
+  read, waves, errors = read_group(paths, predictor.params)
+  yield from errors.items()
+  feats = predictor.features(waves)
+  finite = [bool(np.all(np.isfinite(f))) for f in feats]
+  probs, z = predictor.predict_features(
+      [f for f, ok in zip(feats, finite) if ok], batch_size)
+  outputs = iter(zip(probs, z))
+  for path, wave, ok in zip(read, waves, finite):
+    if not ok:
+      yield path, feature_fault(path, wave, predictor.params)
+      continue
+    p, e = next(outputs)
+    if np.all(np.isfinite(p)) and np.all(np.isfinite(e)):
+      yield path, (p, e)
+    else:
+      yield path, f"{path}: the model's outputs are non-finite (NaN or Inf)"
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad flag as one line `jaxser: ...`."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f'jaxser: {e}')
+
+
+def check_args(argv: list[str]) -> list[str]:
+  """The files to predict, once every flag is known to be usable.
+
+  Raises:
+    ConfigError: a missing --workdir, no files, or a bad flag value.
+  """
   if flags.FLAGS.workdir is None:
-    raise app.UsageError('--workdir is required')
+    raise ConfigError('--workdir is required')
   files = expand(argv[1:])
   if not files:
-    raise app.UsageError('give audio files or folders to predict')
+    raise ConfigError('give audio files or folders to predict')
+  check_batch_size(flags.FLAGS.batch_size, local_mesh(), '--batch_size')
+  if flags.FLAGS.embeddings is not None:
+    check_embeddings_path(flags.FLAGS.embeddings)
+  return files
+
+
+def prediction_line(path: str, probs: np.ndarray, classes, index: int) -> dict:
+  """The output line of a predicted file."""
+  return {'file': path, 'emotion': classes[int(np.argmax(probs))],
+          'probabilities': {c: round(float(v), 6) for c, v in zip(classes, probs)},
+          'index': index}
+
+
+def main(argv):
   try:
+    files = check_args(argv)
     predictor = Predictor(flags.FLAGS.workdir)
-    parallel.check_divisible(flags.FLAGS.batch_size, predictor.mesh, '--batch_size')
   except JaxserError as e:
     sys.exit(f'jaxser: {e}')
-  waves, readable = [], []
-  for path in files:
+  # No batch larger than the files need: a huge --batch_size is no memory bomb.
+  devices = predictor.mesh.devices.size
+  batch_size = min(flags.FLAGS.batch_size, -(-len(files) // devices) * devices)
+
+  # A group at a time; each file's line is printed as soon as it is known.
+  group = GROUP_BATCHES * batch_size
+  z_rows = []  # [dim] each: row `index` of the --embeddings array
+  for start in range(0, len(files), group):
+    for path, result in predict_group(predictor, files[start:start + group], batch_size):
+      if isinstance(result, str):
+        line = {'file': path, 'error': result}
+      else:
+        line = prediction_line(path, result[0], predictor.classes, len(z_rows))
+        z_rows.append(result[1])
+      print(json.dumps(line, allow_nan=False), flush=True)
+
+  if not z_rows:
+    sys.exit(f'jaxser: no file could be predicted (of {len(files)})')
+  if flags.FLAGS.embeddings is not None:
     try:
-      waves.append(audio.load(path))
-      readable.append(path)
-    except JaxserError as e:
-      print(json.dumps({'file': path, 'error': str(e)}), flush=True)
-  if not waves:
-    sys.exit('jaxser: none of the files could be read')
-  probs, z = predictor(waves, flags.FLAGS.batch_size)
-  for i, (path, p) in enumerate(zip(readable, probs)):
-    print(json.dumps({
-        'file': path, 'emotion': predictor.classes[int(np.argmax(p))],
-        'probabilities': {c: round(float(v), 6) for c, v in zip(predictor.classes, p)},
-        'index': i}), flush=True)
-  if flags.FLAGS.embeddings:
-    np.save(flags.FLAGS.embeddings, z)
-  if len(readable) < len(files):
-    print(f'jaxser: {len(files) - len(readable)} of {len(files)} files could not be read',
-          file=sys.stderr)
+      save_embeddings(flags.FLAGS.embeddings, np.stack(z_rows))
+    except OSError as e:
+      sys.exit(f'jaxser: --embeddings={flags.FLAGS.embeddings}: could not be '
+               f'written ({e.strerror or e})')
+  if len(z_rows) < len(files):
+    print(f'jaxser: {len(files) - len(z_rows)} of {len(files)} files could not '
+          'be predicted', file=sys.stderr)
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
