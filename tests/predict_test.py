@@ -1,0 +1,265 @@
+"""The predict command: no wrong or unexplained result, bounded memory.
+
+The command-line faults run the real CLI (`python -m jaxser.predict`) in a
+subprocess against one tiny workdir trained once for this module (the tiny
+config on the tone corpus, one padded length). The subprocesses share a JAX
+persistent compilation cache, so only the first one compiles.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from jaxser import predict
+from jaxser.errors import ConfigError
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CLASSES = ('neutral', 'angry', 'happy', 'sad')
+EMBEDDING_DIM = 6  # configs/tiny.py
+
+# Runs the real CLI with the model's logits made NaN (finite features in, a
+# non-finite output out): what no prediction line may ever show.
+NAN_OUTPUTS_DRIVER = '''
+from absl import app
+from jaxser import predict, train
+make_eval_step = train.make_eval_step
+
+def nan_eval_step(mesh=None):
+  step = make_eval_step(mesh)
+  def nan_logits(state, batch):
+    out = step(state, batch)
+    return dict(out, logits=out['logits'] * float('nan'))
+  return nan_logits
+
+train.make_eval_step = nan_eval_step
+predict.define_flags()
+app.run(predict.main, flags_parser=predict.parse_flags)
+'''
+
+
+@pytest.fixture(scope='module')
+def env(tmp_path_factory):
+  """The subprocesses' environment: one shared compilation cache, CPU."""
+  cache = tmp_path_factory.mktemp('jax_compilation_cache')
+  return dict(os.environ, JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(cache),
+              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+
+
+@pytest.fixture(scope='module')
+def workdir(tone_manifest, env, tmp_path_factory):
+  """A tiny trained workdir (4 steps, a best/ checkpoint), shared by the tests."""
+  root = tmp_path_factory.mktemp('predict')
+  out = subprocess.run(
+      [sys.executable, '-m', 'jaxser.main', '--config=configs/tiny.py',
+       f'--workdir={root / "run"}', '--config.corpus=manifest',
+       f'--config.corpus_root={tone_manifest}', f'--config.cache_dir={root / "cache"}',
+       '--config.plots=False', '--config.features.max_frames=200',
+       '--config.buckets=200,', '--config.num_train_steps=4',
+       '--config.eval_start_step=4'],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return root / 'run'
+
+
+@pytest.fixture(scope='module')
+def tones(tone_manifest):
+  """Six readable files of the tone corpus, of different lengths."""
+  return sorted(pathlib.Path(tone_manifest).parent.glob('*.wav'))[:6]
+
+
+def run_predict(env, *args, driver=None) -> subprocess.CompletedProcess:
+  head = [sys.executable, '-c', driver] if driver else [sys.executable, '-m', 'jaxser.predict']
+  return subprocess.run([*head, *map(str, args)], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=600)
+
+
+def strict_lines(stdout: str) -> list[dict]:
+  """The output lines as JSON that holds no NaN or Infinity."""
+  def refuse(constant):
+    raise ValueError(f'not strict JSON: {constant}')
+  return [json.loads(line, parse_constant=refuse) for line in stdout.splitlines()]
+
+
+def assert_refused(out: subprocess.CompletedProcess, message: str) -> None:
+  """Exit status 1, nothing predicted, one `jaxser:` line last, no traceback."""
+  assert out.returncode == 1, (out.returncode, out.stdout, out.stderr[-3000:])
+  assert out.stdout == ''
+  assert out.stderr.strip().splitlines()[-1] == f'jaxser: {message}', out.stderr[-3000:]
+  assert 'Traceback' not in out.stderr
+
+
+def run_measured(env, *args) -> tuple[subprocess.CompletedProcess, float]:
+  """Runs the CLI: its result and its peak resident set in MB (`os.wait4`)."""
+  with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err:
+    proc = subprocess.Popen([sys.executable, '-m', 'jaxser.predict', *map(str, args)],
+                            cwd=ROOT, env=env, stdout=out, stderr=err)
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out.seek(0)
+    err.seek(0)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+  return result, usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def write_loud_noise(path, seed=0) -> float:
+  """One second of finite float32 noise whose power overflows float32: its peak."""
+  noise = (np.random.default_rng(seed).standard_normal(16000) * 1e20).astype(np.float32)
+  sf.write(path, noise, 16000, subtype='FLOAT')
+  return float(np.max(np.abs(noise)))
+
+
+# --------------------------------------------------------------------------
+# 1. Arguments are checked before the model is restored or audio is read:
+# the workdir here does not exist, so a later check would name it instead.
+
+
+@pytest.mark.parametrize('flag, message', [
+    ('--batch_size=-1', '--batch_size=-1: must be at least 1'),
+    ('--batch_size=0', '--batch_size=0: must be at least 1'),
+    ('--batch_size=two', "flag --batch_size=two: invalid literal for int() with "
+                         "base 10: 'two'"),
+    ('--embeddings={tmp}', '--embeddings={tmp}: is a folder; give a file name'),
+    ('--embeddings={tmp}/none/z.npy',
+     '--embeddings={tmp}/none/z.npy: the folder {tmp}/none does not exist'),
+])
+def test_bad_arguments_end_in_one_line_before_anything_runs(env, tmp_path, flag, message):
+  wav = tmp_path / 'a.wav'
+  sf.write(wav, np.zeros(16000, np.float32), 16000)
+  out = run_predict(env, f'--workdir={tmp_path / "no_workdir"}',
+                    flag.format(tmp=tmp_path), wav)
+  assert_refused(out, message.format(tmp=tmp_path))
+  assert not (tmp_path / 'no_workdir').exists()
+
+
+@pytest.mark.parametrize('args, message', [
+    ((), '--workdir is required'),
+    (('--workdir=w',), 'give audio files or folders to predict'),
+])
+def test_missing_arguments_end_in_one_line(env, tmp_path, args, message):
+  out = run_predict(env, *args, *(['x.wav'] if not args else []))
+  assert_refused(out, message)
+
+
+# --------------------------------------------------------------------------
+# 2. Only finite results are printed; the others are error lines.
+
+
+def test_audio_whose_power_overflows_is_an_error_line(workdir, tones, env, tmp_path):
+  loud = tmp_path / 'loud.wav'
+  peak = write_loud_noise(loud)
+  broken = tmp_path / 'broken.wav'
+  broken.write_bytes(b'not audio')
+  z_path = tmp_path / 'z'  # no suffix: written as given
+  out = run_predict(env, f'--workdir={workdir}', f'--embeddings={z_path}',
+                    tones[0], loud, broken)
+  assert out.returncode == 0, out.stderr[-3000:]
+  lines = {line['file']: line for line in strict_lines(out.stdout)}
+  assert lines[str(loud)] == {
+      'file': str(loud),
+      'error': f"{loud}: non-finite features: the audio's power overflows float32 "
+               f'(peak amplitude {peak:.3g})'}
+  assert 'unreadable audio' in lines[str(broken)]['error']
+  good = lines[str(tones[0])]
+  assert good['index'] == 0 and good['emotion'] in CLASSES
+  assert abs(sum(good['probabilities'].values()) - 1) < 1e-4
+  assert np.load(z_path).shape == (1, EMBEDDING_DIM)
+  assert out.stderr.strip().splitlines()[-1] == 'jaxser: 2 of 3 files could not be predicted'
+
+
+def test_non_finite_model_outputs_are_error_lines(workdir, tones, env):
+  out = run_predict(env, f'--workdir={workdir}', *tones[:2], driver=NAN_OUTPUTS_DRIVER)
+  assert strict_lines(out.stdout) == [
+      {'file': str(f), 'error': f"{f}: the model's outputs are non-finite (NaN or Inf)"}
+      for f in tones[:2]]
+  # Exit status 1 only because no file at all could be predicted.
+  assert out.returncode == 1 and 'Traceback' not in out.stderr, out.stderr[-3000:]
+  assert out.stderr.strip().splitlines()[-1] == 'jaxser: no file could be predicted (of 2)'
+
+
+# --------------------------------------------------------------------------
+# 3. Memory: files are read a group at a time, each cut to its features'
+# samples at once.
+
+
+def test_memory_does_not_grow_with_the_number_or_length_of_files(workdir, env, tmp_path):
+  # 2000 samples at 1 Hz: a 4 KB file that is 33 minutes (128 MB) at 16 kHz.
+  # Before, one cost 4.9 GB; with every file's audio held, 16 cost 2.7 GB.
+  first = tmp_path / 'one_hz_0.wav'
+  sf.write(first, (0.1 * np.random.default_rng(0).standard_normal(2000)).astype(np.float32),
+           1, subtype='FLOAT')
+  files = [first]
+  for i in range(1, 16):
+    files.append(tmp_path / f'one_hz_{i}.wav')
+    os.link(first, files[-1])
+  out, peak_mb = run_measured(env, f'--workdir={workdir}', '--batch_size=2', *files)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert peak_mb < 1500, f'peak RSS {peak_mb:.0f} MB'
+  lines = strict_lines(out.stdout)
+  assert [line['file'] for line in lines] == list(map(str, files))
+  assert [line['index'] for line in lines] == list(range(16))
+  assert all(line['probabilities'] == lines[0]['probabilities'] for line in lines)
+
+
+def test_groups_keep_the_output_order_and_the_embeddings_rows(workdir, tones, env, tmp_path):
+  broken = tmp_path / 'broken.wav'
+  broken.write_bytes(b'not audio')
+  files = [*tones[:3], broken, *tones[3:]]
+  runs = {}
+  for batch_size in (1, 8):  # groups of 4 files; one group
+    z_path = tmp_path / f'z{batch_size}.npy'
+    out = run_predict(env, f'--workdir={workdir}', f'--batch_size={batch_size}',
+                      f'--embeddings={z_path}', *files)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs[batch_size] = strict_lines(out.stdout), np.load(z_path)
+  # In each group, its unreadable files first, then the others in order.
+  order = [str(f) for f in (broken, *tones[:3])] + [str(f) for f in tones[3:]]
+  assert [line['file'] for line in runs[1][0]] == order
+  assert [line['file'] for line in runs[8][0]] == [str(broken)] + list(map(str, tones))
+  for lines, z in runs.values():
+    predicted = [line for line in lines if 'index' in line]
+    assert [line['index'] for line in predicted] == list(range(6))
+    assert z.shape == (6, EMBEDDING_DIM)
+  # The same predictions and embedding rows, whatever the batches and groups.
+  by_file = {b: {line['file']: (line, z[line['index']]) for line in lines if 'index' in line}
+             for b, (lines, z) in runs.items()}
+  for path, (line, z_row) in by_file[1].items():
+    other, other_z = by_file[8][path]
+    assert line['emotion'] == other['emotion']
+    np.testing.assert_allclose(list(line['probabilities'].values()),
+                               list(other['probabilities'].values()), atol=1e-5)
+    np.testing.assert_allclose(z_row, other_z, atol=1e-5)
+
+
+# --------------------------------------------------------------------------
+# 4. The Python API.
+
+
+@pytest.fixture(scope='module')
+def predictor(workdir):
+  return predict.Predictor(str(workdir))
+
+
+@pytest.mark.parametrize('batch_size', [0, -1])
+def test_predictor_refuses_a_batch_size_below_one(predictor, batch_size):
+  with pytest.raises(ConfigError, match=f'batch_size={batch_size}: must be at least 1'):
+    predictor([np.zeros(16000, np.float32)], batch_size)
+
+
+def test_predictor_takes_one_waveform_or_a_list(predictor, tones):
+  waves = [sf.read(path, dtype='float32')[0] for path in tones[:3]]
+  probs, z = predictor(waves, batch_size=2)
+  assert probs.shape == (3, len(CLASSES)) and z.shape == (3, EMBEDDING_DIM)
+  np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+  one_probs, one_z = predictor(waves[1], batch_size=2)
+  np.testing.assert_allclose(one_probs, probs[1:2], atol=1e-5)
+  np.testing.assert_allclose(one_z, z[1:2], atol=1e-5)
+  none_probs, none_z = predictor([])
+  assert none_probs.shape == (0, len(CLASSES)) and none_z.shape == (0, EMBEDDING_DIM)
