@@ -199,16 +199,21 @@ def feature_fault(path: str, waveform: np.ndarray, params) -> str:
   return f'{path}: non-finite features (peak amplitude {peak:.3g})'
 
 
-def read_group(paths: list[str], params) -> tuple[list[str], list[np.ndarray], dict]:
-  """Reads files, each cut to its features' samples: `(read, waves, errors)`."""
-  read, waves, errors = [], [], {}
+def read_group(paths: list[str], params):
+  """Reads files, each cut to its features' samples.
+
+  Returns:
+    `(read, waves, errors)`: the paths read and their waveforms, and
+    `(path, message)` for each file that could not be read.
+  """
+  read, waves, errors = [], [], []
   for path in paths:
     try:
       # Cut at once: one whole (resampled) file is held at a time.
       waves.append(features_lib.crop_waveform(audio.load(path), params))
       read.append(path)
     except JaxserError as e:
-      errors[path] = str(e)
+      errors.append((path, str(e)))
   return read, waves, errors
 
 
@@ -218,7 +223,7 @@ def predict_group(predictor: Predictor, paths: list[str], batch_size: int):
   Only finite features reach the model, and only finite outputs are returned.
   """
   read, waves, errors = read_group(paths, predictor.params)
-  yield from errors.items()
+  yield from errors
   feats = predictor.features(waves)
   finite = [bool(np.all(np.isfinite(f))) for f in feats]
   probs, z = predictor.predict_features(
