@@ -155,6 +155,10 @@ def _shift_offsets(index):
   index['offsets'] = [o + 1 for o in index['offsets']]
 
 
+def _swap_ids(index):  # each id on the other's features
+  index['ids'][0], index['ids'][1] = index['ids'][1], index['ids'][0]
+
+
 def _drop_id(index):
   for key in ('ids', 'offsets', 'frame_lengths', 'checksums'):
     del index[key][1]
@@ -167,7 +171,8 @@ def _nan_with_its_checksum(folder):  # only the finiteness check sees it
   data.tofile(folder / cache_lib.DATA_FILE)
   rows = data.reshape(-1, PARAMS.num_bins)
   start, frames = index['offsets'][2], index['frame_lengths'][2]
-  index['checksums'][2] = zlib.crc32(rows[start:start + frames].tobytes())
+  index['checksums'][2] = zlib.crc32(rows[start:start + frames].tobytes(),
+                                     zlib.crc32(index['ids'][2].encode()))
   (folder / cache_lib.INDEX_FILE).write_text(json.dumps(index))
 
 
@@ -182,6 +187,7 @@ DAMAGE = {  # name -> (damage, words of the cause)
     'index not an object': (lambda f: (f / cache_lib.INDEX_FILE).write_text('[1]'),
                             'malformed'),
     'offsets shifted': (lambda f: _edit_index(f, _shift_offsets), 'offsets'),
+    'ids swapped': (lambda f: _edit_index(f, _swap_ids), 'checksum'),
     'id dropped': (lambda f: _edit_index(f, _drop_id), '4 kept and 0 left-out'),
     'other version': (lambda f: _edit_index(f, lambda i: i.update(version=1)),
                       'version 1'),
@@ -218,6 +224,7 @@ def test_verification_reads_one_utterance_at_a_time(corpus, tmp_path,
   monkeypatch.setattr(zlib, 'crc32', lambda b, *a: reads.append(len(b))
                       or real_crc32(b, *a))
   assert cache_lib.verify(cache.folder, cache.ids, PARAMS) is None
+  reads = [n for n in reads if n >= PARAMS.num_bins * 4]  # not the ids
   assert sorted(reads) == sorted(n * PARAMS.num_bins * 4
                                  for n in cache.frame_lengths)
   assert max(reads) == largest

@@ -19,7 +19,7 @@ The format. A cache folder `<cache_dir>/<kind>-<key>/` holds
   index.json    the format version, the parameters, the data file's size in
                 bytes; per kept utterance (in the order of the utterances
                 given) its id, frame offset, frame length and the CRC-32 of
-                its float32 bytes; and the utterances left out (with their
+                its id and float32 bytes; and the utterances left out (with their
                 ids), with the reason.
 
 It is written under a unique temporary name, flushed to disk and renamed into
@@ -293,6 +293,8 @@ def _index_problem(index: dict, ids: Sequence[str],
   if index['params'] != params.to_dict() or index['num_bins'] != params.num_bins:
     return 'made with other feature parameters'
   kept, skipped = list(index['ids']), [i['id'] for i in index['skipped']]
+  for i in index['skipped']:  # a kind `records.Issue` refuses raises here
+    records.Issue(i['kind'], '', i['detail'])
   if (len(set(kept + skipped)) != len(kept) + len(skipped)
       or set(kept + skipped) != set(ids)):
     return (f'it accounts for {len(kept)} kept and {len(skipped)} left-out '
@@ -324,7 +326,7 @@ def _data_problem(path: pathlib.Path, index: dict) -> str | None:
   with open(path, 'rb') as f:
     for k in sorted(range(len(offsets)), key=offsets.__getitem__):  # file order
       chunk = f.read(index['frame_lengths'][k] * row)  # <= max_frames rows
-      if zlib.crc32(chunk) != index['checksums'][k]:
+      if _checksum(index['ids'][k], chunk) != index['checksums'][k]:
         return f'the features of {index["ids"][k]!r} do not match their checksum'
       if not np.isfinite(np.frombuffer(chunk, _DTYPE)).all():
         return f'the features of {index["ids"][k]!r} are not finite'
@@ -336,7 +338,7 @@ def _data_problem(path: pathlib.Path, index: dict) -> str | None:
 
 
 def duplicate_audio(utterances: Sequence[records.Utterance],
-               hashes: dict[str, str | None]) -> dict[str, records.Issue]:
+                    hashes: dict[str, str | None]) -> dict[str, records.Issue]:
   """The utterances to leave out because their audio repeats another's.
 
   Args:
@@ -428,10 +430,15 @@ def _write_features(path: pathlib.Path, utterances, params, batch_size: int,
             continue
           data = np.ascontiguousarray(feature, _DTYPE).tobytes()
           out.write(data)
-          written[utt.id] = (total, int(feature.shape[0]), zlib.crc32(data))
+          written[utt.id] = (total, int(feature.shape[0]), _checksum(utt.id, data))
           total += feature.shape[0]
       bar.update(len(order[start:start + chunk_size]))
   return written, issues
+
+
+def _checksum(utterance_id: str, data: bytes) -> int:
+  """CRC-32 of an utterance's id and feature bytes: a swap of ids is seen."""
+  return zlib.crc32(data, zlib.crc32(utterance_id.encode()))
 
 
 def _expected_samples(utt: records.Utterance) -> float:
