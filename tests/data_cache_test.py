@@ -442,3 +442,16 @@ def test_long_audio_is_cropped_as_soon_as_it_is_decoded(corpus, tmp_path,
   assert max(seen) <= (params.max_frames + 2 * margin) * params.hop_length
   np.testing.assert_array_equal(cache[5], real_extract(
       [audio.load(long_path)], params, batch_size=BATCH)[0])
+
+
+def test_leftovers_of_dead_runs_are_removed(corpus, tmp_path):
+  first = _build(corpus, tmp_path / 'cache')
+  shutil.rmtree(first.folder)
+  dead = 4194303  # Linux's highest pid: not running, in all likelihood
+  for suffix in (f'{dead}-0a1b2c3d', str(dead), f'{os.getpid()}-ffffffff'):
+    (tmp_path / 'cache' / f'.tmp-{first.folder.name}-{suffix}').mkdir()
+  again = _build(corpus, tmp_path / 'cache')
+  left = sorted(p.name for p in (tmp_path / 'cache').iterdir()
+                if p.name != cache_lib.HASHES_FILE)
+  assert left == [f'.tmp-{first.folder.name}-{os.getpid()}-ffffffff',  # alive
+                  again.folder.name]
