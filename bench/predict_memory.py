@@ -40,7 +40,7 @@ def train_tiny(workdir: str) -> None:
       [sys.executable, '-m', 'jaxser.main', '--config=configs/tiny.py',
        f'--workdir={workdir}', f'--config.cache_dir={workdir}_cache',
        '--config.plots=False', '--config.num_train_steps=4',
-       '--config.eval_start_step=4'],
+       '--config.eval_start_step=2'],
       cwd=ROOT, check=True, capture_output=True)
 
 

@@ -56,7 +56,8 @@ def env(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def workdir(tone_manifest, env, tmp_path_factory):
-  """A tiny trained workdir (4 steps, a best/ checkpoint), shared by the tests."""
+  """A tiny trained workdir, shared by the tests: 4 steps, a dev evaluation at
+  the last one (so a best/ checkpoint)."""
   root = tmp_path_factory.mktemp('predict')
   out = subprocess.run(
       [sys.executable, '-m', 'jaxser.main', '--config=configs/tiny.py',
@@ -64,7 +65,7 @@ def workdir(tone_manifest, env, tmp_path_factory):
        f'--config.corpus_root={tone_manifest}', f'--config.cache_dir={root / "cache"}',
        '--config.plots=False', '--config.features.max_frames=200',
        '--config.buckets=200,', '--config.num_train_steps=4',
-       '--config.eval_start_step=4'],
+       '--config.eval_start_step=2'],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   return root / 'run'
