@@ -163,6 +163,8 @@ def check_embeddings_path(path: str) -> None:
   folder = os.path.dirname(os.path.abspath(path))
   if os.path.isdir(path):
     fault = 'is a folder; give a file name'
+  elif os.path.exists(folder) and not os.path.isdir(folder):
+    fault = f'{folder} is not a folder'
   elif not os.path.isdir(folder):
     fault = f'the folder {folder} does not exist'
   elif not os.access(folder, os.W_OK) or (

@@ -56,8 +56,10 @@ def env(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def workdir(tone_manifest, env, tmp_path_factory):
-  """A tiny trained workdir, shared by the tests: 4 steps, a dev evaluation at
-  the last one (so a best/ checkpoint)."""
+  """A tiny trained workdir shared by the tests, with a best/ checkpoint.
+
+  4 steps, with a dev evaluation at the last one.
+  """
   root = tmp_path_factory.mktemp('predict')
   out = subprocess.run(
       [sys.executable, '-m', 'jaxser.main', '--config=configs/tiny.py',
@@ -131,6 +133,8 @@ def write_loud_noise(path, seed=0) -> float:
     ('--embeddings={tmp}', '--embeddings={tmp}: is a folder; give a file name'),
     ('--embeddings={tmp}/none/z.npy',
      '--embeddings={tmp}/none/z.npy: the folder {tmp}/none does not exist'),
+    ('--embeddings={tmp}/a.wav/z.npy',
+     '--embeddings={tmp}/a.wav/z.npy: {tmp}/a.wav is not a folder'),
 ])
 def test_bad_arguments_end_in_one_line_before_anything_runs(env, tmp_path, flag, message):
   wav = tmp_path / 'a.wav'
