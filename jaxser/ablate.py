@@ -56,6 +56,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxser import crossval  # pylint: disable=g-import-not-at-top
 from jaxser import experiment  # pylint: disable=g-import-not-at-top
+from jaxser import fileio  # pylint: disable=g-import-not-at-top
 from jaxser import parallel  # pylint: disable=g-import-not-at-top
 from jaxser import report  # pylint: disable=g-import-not-at-top
 from jaxser import train  # pylint: disable=g-import-not-at-top
@@ -249,10 +250,10 @@ def run_variant(config: ml_collections.ConfigDict, workdir: str, variant: Varian
       logging.info('%s: all runs finished before, summary reused', run_dir)
       return summary
   os.makedirs(run_dir, exist_ok=True)
-  experiment.write_json(record_path, {'config': _compared(config), 'finished': None})
+  fileio.write_json(record_path, {'config': _compared(config), 'finished': None})
   summary = crossval.run(config, run_dir, [int(s) for s in seeds],
                          None if folds is None else [int(k) for k in folds])
-  experiment.write_json(record_path, {'config': _compared(config), 'finished': wanted})
+  fileio.write_json(record_path, {'config': _compared(config), 'finished': wanted})
   return summary
 
 

@@ -22,17 +22,21 @@ never delete a temporary folder that a running training job is filling.
 import contextlib
 import os
 import shutil
+import sys
 import threading
-from typing import Any
+import time
+from typing import Any, Callable
 
 from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
+from jaxser import fileio
 from jaxser.errors import CheckpointError
 
 LATEST = 'checkpoints'
 BEST = 'best'
+DAMAGED = 'damaged'  # damaged checkpoints a training run passed over
 TMP_SUFFIX = '.orbax-checkpoint-tmp'  # orbax's unfinished checkpoint folders
 
 
@@ -62,6 +66,8 @@ class Checkpoints:
       CheckpointError: `read_only` and `workdir` holds no checkpoint folder.
     """
     self.workdir = os.path.abspath(workdir)
+    self._read_only = read_only
+    _drop_closed_loop_errors()
     if read_only and not any(os.path.isdir(os.path.join(self.workdir, kind))
                              for kind in (LATEST, BEST)):
       raise CheckpointError(f'{self.workdir}: no checkpoints/ or best/ folder: '
@@ -97,21 +103,31 @@ class Checkpoints:
         unwritable); the checkpoints saved before are left as they were.
     """
     manager = self._managers[kind]
-    try:
-      with _quiet():
+    # A failed save's own threads log their tracebacks as errors; the error
+    # that reaches us says the same in one line (below).
+    with _quiet(logging.FATAL):
+      try:
         if step in manager.all_steps():  # a resumed run redoing a step
           manager.delete(step)
         manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
                      force=True)
         manager.wait_until_finished()
-    except OSError as e:
-      _join_save_threads()
+        error = None
+      except Exception as e:  # pylint: disable=broad-except
+        # A full disk reaches us as OSError, or from tensorstore as ValueError
+        # (RESOURCE_EXHAUSTED); either way the earlier checkpoints are intact.
+        _join_save_threads()
+        error = e
+    if error is not None:
       previous = [s for s in manager.all_steps() if s != step]
       kept = (f'the checkpoint of step {max(previous)} there is intact'
               if previous else 'no earlier checkpoint was saved there')
-      raise CheckpointError(
-          f'{manager.directory}: saving step {step} failed ({e}); {kept}') from e
+      latest = self.latest_step(LATEST)
+      if kind != LATEST and latest is not None:
+        kept += f'; the latest checkpoint (step {latest}) is intact'
+      raise CheckpointError(f'{manager.directory}: saving step {step} failed '
+                            f'({fileio.reason(error)}); {kept}') from error
     logging.info('saved the %s checkpoint at step %d',
                  'latest' if kind == LATEST else kind, step)
 
@@ -124,7 +140,7 @@ class Checkpoints:
             meta=ocp.args.JsonRestore()))['meta']
     except (OSError, ValueError, KeyError, TypeError) as e:
       raise CheckpointError(f'{manager.directory}/{step}: incomplete or '
-                            f'unreadable checkpoint ({e})') from e
+                            f'unreadable checkpoint ({fileio.reason(e)})') from e
 
   def restore(self, kind: str, abstract_state: Any,
               step: int | None = None) -> tuple[Any, dict]:
@@ -144,12 +160,76 @@ class Checkpoints:
             meta=ocp.args.JsonRestore()))
     except OSError as e:
       raise CheckpointError(f'{manager.directory}/{step}: incomplete or '
-                            f'unreadable checkpoint ({e})') from e
+                            f'unreadable checkpoint ({fileio.reason(e)})') from e
     except (ValueError, KeyError, TypeError) as e:
       raise CheckpointError(
           f'{manager.directory}/{step}: cannot be restored into this model: it '
-          f'is incomplete or was made by another model or class set ({e})') from e
+          'is incomplete or damaged, or was made by another model or class set '
+          f'({fileio.reason(e)})') from e
     return restored['state'], restored['meta']
+
+  def restore_newest(self, kind: str, abstract_state: Any | Callable[[dict], Any], *,
+                     check_meta: Callable[[dict], None] | None = None
+                     ) -> tuple[Any, dict]:
+    """The newest checkpoint of `kind` that restores whole: `(state, meta)`.
+
+    A damaged newest checkpoint (a stray or emptied step folder, a part
+    missing, unreadable arrays) is passed over with a warning for the one
+    before it. A training run (not read-only) moves the damaged folders
+    aside to `<workdir>/damaged/`, so that they neither shadow the good
+    ones nor count against the checkpoints kept. A reader retries when a
+    step it listed was rotated away by a training run meanwhile.
+
+    Args:
+      kind: LATEST or BEST.
+      abstract_state: the tree and shapes to restore into, or a function
+        of a checkpoint's meta that gives them.
+      check_meta: called with each candidate's meta before any array is
+        read; what it raises ends the search (e.g. another run's identity).
+
+    Raises:
+      CheckpointError: no checkpoint of `kind` restores (the newest one's
+        error), or what `check_meta` raised.
+    """
+    manager = self._managers[kind]
+    for _ in range(3):  # a reader may lose a listed step to a rotation
+      manager.reload()
+      failures = []
+      for step in sorted(manager.all_steps(), reverse=True):
+        try:
+          meta = self.restore_meta(kind, step)
+          if check_meta is not None:
+            check_meta(meta)
+          target = abstract_state(meta) if callable(abstract_state) else abstract_state
+          state, meta = self.restore(kind, target, step)
+        except CheckpointError as e:
+          failures.append((step, e))
+          continue
+        self._set_aside(kind, failures, step)
+        return state, meta
+      rotated = [s for s, _ in failures
+                 if not os.path.isdir(os.path.join(manager.directory, str(s)))]
+      if not (self._read_only and rotated):
+        break
+    if failures:
+      raise failures[0][1]
+    raise CheckpointError(f'{manager.directory}: no complete checkpoint (a run '
+                          'killed before its first save leaves none)')
+
+  def _set_aside(self, kind: str, failures, used: int) -> None:
+    """Warns of the damaged checkpoints passed over; training moves them."""
+    directory = self._managers[kind].directory
+    for step, error in failures:
+      if self._read_only:
+        logging.warning('%s; using the checkpoint of step %d instead', error, used)
+        continue
+      target = os.path.join(self.workdir, DAMAGED, f'{kind}-{step}-{time.time_ns()}')
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      os.rename(os.path.join(directory, str(step)), target)
+      logging.warning('%s; moved it to %s and resumed from the checkpoint of '
+                      'step %d', error, target, used)
+    if failures and not self._read_only:
+      self._managers[kind].reload()
 
   def _manager_step(self, kind, step, items=('state', 'meta')):
     """The manager of `kind` and its step (the latest when None), checked."""
@@ -171,6 +251,41 @@ class Checkpoints:
     with _quiet():
       for manager in self._managers.values():
         manager.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, error_type, error, traceback):
+    try:
+      self.close()
+    except Exception as e:  # pylint: disable=broad-except
+      if error_type is None:
+        raise CheckpointError(f'{self.workdir}: closing the checkpoints failed '
+                              f'({fileio.reason(e)})') from e
+      logging.warning('closing the checkpoints failed while stopping: %s',
+                      fileio.reason(e))
+
+
+def _drop_closed_loop_errors() -> None:
+  """Keeps tensorstore's late callbacks of a failed save off the console.
+
+  After a failed save, tensorstore completes the futures of the writes still
+  in flight into orbax's event loop, which is closed by then; each prints
+  `RuntimeError: Event loop is closed` through `sys.unraisablehook`. Those
+  (and only those) are dropped: the save's failure is reported once, by
+  `save`.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, 'drops_closed_loop_errors', False):
+    return
+
+  def hook(unraisable):
+    error = unraisable.exc_value
+    if not (isinstance(error, RuntimeError) and str(error) == 'Event loop is closed'):
+      previous(unraisable)
+
+  hook.drops_closed_loop_errors = True
+  sys.unraisablehook = hook
 
 
 def _remove_unfinished_saves(folder: str) -> None:
@@ -200,7 +315,7 @@ def _check_shapes(manager, step: int, abstract_state: Any) -> None:
       saved = manager.item_metadata(step)['state']
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise CheckpointError(f'{manager.directory}/{step}: unreadable checkpoint '
-                          f'metadata ({e})') from e
+                          f'metadata ({fileio.reason(e)})') from e
   have, want = _shapes(saved), _shapes(abstract_state)
   diffs = [f'{name}: saved {have.get(name, "nothing")}, this model '
            f'{want.get(name, "nothing")}' for name in sorted(set(have) | set(want))

@@ -5,7 +5,9 @@
 
 Each (seed, fold) trains in `<workdir>/seed<s>/fold<k>` with the seed used for
 both the initialisation and the protocol's random subsets; finished runs
-(those with a results.json) are not redone, unfinished ones resume. Writes
+(those with a results.json) are not redone, unfinished ones resume, and both
+only when they were made by the same config on the same corpus content (else
+the command is refused, naming what differs; --start_over retrains all). Writes
 `<workdir>/summary.json` and `<workdir>/summary.md`: UA/WA per fold, mean +-
 std, and the averaged row-normalised confusion matrix.
 """
@@ -21,9 +23,13 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from jaxser import cli  # pylint: disable=g-import-not-at-top
 from jaxser import experiment  # pylint: disable=g-import-not-at-top
+from jaxser import fileio  # pylint: disable=g-import-not-at-top
+from jaxser import protocols  # pylint: disable=g-import-not-at-top
 from jaxser import report  # pylint: disable=g-import-not-at-top
 from jaxser import train  # pylint: disable=g-import-not-at-top
+from jaxser.errors import ConfigError  # pylint: disable=g-import-not-at-top
 from jaxser.errors import JaxserError  # pylint: disable=g-import-not-at-top
 
 
@@ -33,55 +39,97 @@ def define_flags():
   flags.DEFINE_string('workdir', None, 'Root of the per-fold workdirs.')
   flags.DEFINE_list('seeds', ['0'], 'Seeds (initialisation and subsets).')
   flags.DEFINE_list('folds', None, 'Folds to run (default: all).')
+  flags.DEFINE_bool('start_over', False, 'Discard every (seed, fold) run '
+                    'found in --workdir and train them all anew.')
   config_flags.DEFINE_config_file('config', None, 'The experiment config file.')
   flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def run(config, workdir: str, seeds, folds=None) -> dict:
-  """Trains every (seed, fold) not yet finished; returns the summary dict."""
+def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False) -> dict:
+  """Trains every (seed, fold) not yet finished; returns the summary dict.
+
+  A finished run (one with a results.json) is reused only when its recorded
+  identity (`experiment.run_identity`) is this config's for that seed and
+  fold, on the same corpus content; otherwise the whole command is refused
+  before any training, naming what differs.
+
+  Raises:
+    JaxserError: a bad config or corpus; a finished run of another identity
+      (IdentityError); what training raises.
+  """
   experiment.validate_config(config)
-  results = []
+  seeds = [_index(s, '--seeds') for s in seeds]
+  folds = None if folds is None else [_index(k, '--folds') for k in folds]
+  # One feature cache for every seed and fold; the corpus is read once.
+  cache = config.cache_dir or os.path.join(workdir, 'jaxser_cache')
+  utterances, labels, _ = experiment.load_corpus(config)
+  plan = []  # (seed, fold, config, workdir, finished result or None)
   for seed in seeds:
     fold_config = config.copy_and_resolve_references()
-    fold_config.seed = fold_config.split_seed = int(seed)
-    # One feature cache for every seed and fold.
-    fold_config.cache_dir = config.cache_dir or os.path.join(workdir, 'jaxser_cache')
-    fold_ids = folds if folds is not None else range(experiment.num_folds(fold_config))
-    for fold in fold_ids:
-      fold_config.fold = int(fold)
+    fold_config.seed = fold_config.split_seed = seed
+    fold_config.cache_dir = cache
+    count = len(protocols.make_folds(config.protocol, utterances, labels, seed=seed))
+    for fold in (folds if folds is not None else range(count)):
+      fold_config.fold = fold
       fold_dir = os.path.join(workdir, f'seed{seed}', f'fold{fold}')
-      done = os.path.join(fold_dir, 'results.json')
-      if os.path.exists(done):
-        logging.info('seed %s fold %s: finished before, not redone', seed, fold)
-        with open(done) as f:
-          result = json.load(f)
-      else:
-        logging.info('seed %s fold %s: training in %s', seed, fold, fold_dir)
-        result = train.train_and_evaluate(fold_config, fold_dir)
-      results.append({'fold': result['fold'], 'seed': int(seed), 'ua': result['ua'],
-                      'wa': result['wa'], 'confusion': result['confusion']})
-  summary = report.fold_summary(results, results and _classes(workdir, seeds, folds))
-  experiment.write_json(os.path.join(workdir, 'summary.json'), summary)
-  with open(os.path.join(workdir, 'summary.md'), 'w') as f:
-    f.write(report.markdown_table(summary))
+      identity = experiment.run_identity(fold_config, utterances, cache)
+      done = None if start_over else _finished(fold_dir, identity)
+      plan.append((seed, fold, fold_config.copy_and_resolve_references(), fold_dir, done))
+  results = []
+  for seed, fold, fold_config, fold_dir, result in plan:
+    if result is not None:
+      logging.info('seed %d fold %d: finished before, not redone', seed, fold)
+    else:
+      logging.info('seed %d fold %d: training in %s', seed, fold, fold_dir)
+      result = train.train_and_evaluate(fold_config, fold_dir, start_over=start_over)
+    results.append({'fold': result['fold'], 'seed': seed, 'ua': result['ua'],
+                    'wa': result['wa'], 'confusion': result['confusion'],
+                    'classes': result['classes']})
+  summary = report.fold_summary(results, results and results[0]['classes'])
+  fileio.write_json(os.path.join(workdir, 'summary.json'), summary)
+  fileio.atomic_write(os.path.join(workdir, 'summary.md'), report.markdown_table(summary))
   return summary
 
 
-def _classes(workdir, seeds, folds):
-  first = os.path.join(workdir, f'seed{seeds[0]}', f'fold{(folds or [0])[0]}', 'results.json')
-  with open(first) as f:
-    return json.load(f)['classes']
+def _index(text, flag: str) -> int:
+  """A seed or fold number from the command line, checked."""
+  try:
+    value = int(text)
+  except ValueError:
+    value = -1
+  if value < 0:
+    raise ConfigError(f'{flag}: {text!r} is not a number >= 0')
+  return value
 
 
+def _finished(fold_dir: str, identity: dict) -> dict | None:
+  """The results of a finished run of this identity; None if unfinished.
+
+  Raises:
+    IdentityError: the run there is another run (config or corpus differ).
+    JaxserError: its results.json cannot be read.
+  """
+  path = os.path.join(fold_dir, 'results.json')
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      result = json.load(f)
+  except (OSError, ValueError) as e:
+    raise JaxserError(f'{path}: unreadable ({fileio.reason(e)}); rerun with '
+                      '--start_over to train it anew') from e
+  experiment.check_identity(result.get('identity'), identity, path)
+  return result
+
+
+@cli.exits_on_error
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  os.makedirs(FLAGS.workdir, exist_ok=True)
-  try:
-    summary = run(FLAGS.config, FLAGS.workdir, FLAGS.seeds, FLAGS.folds)
-  except JaxserError as e:
-    sys.exit(f'jaxser: {e}')
+  experiment.ensure_writable(FLAGS.workdir, 'the crossval workdir (--workdir)')
+  summary = run(FLAGS.config, FLAGS.workdir, FLAGS.seeds, FLAGS.folds,
+                start_over=FLAGS.start_over)
   print(report.markdown_table(summary))
 
 

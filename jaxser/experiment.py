@@ -8,6 +8,7 @@ class weights and the standardiser of the training split.
 import dataclasses
 import fcntl
 import json
+import math
 import os
 import tempfile
 
@@ -23,8 +24,9 @@ from jaxser import models
 from jaxser import parallel
 from jaxser import protocols
 from jaxser.data import cache as cache_lib
-from jaxser.errors import CheckpointError
+from jaxser import fileio
 from jaxser.errors import ConfigError
+from jaxser.errors import IdentityError
 from jaxser.errors import JaxserError
 
 
@@ -40,6 +42,7 @@ class RunData:
   test: input_pipeline.Examples
   class_weights: np.ndarray  # [classes]
   standardizer: features_lib.Standardizer
+  identity: dict  # `run_identity`: what the run's checkpoints mean
 
 
 def feature_params(config: ml_collections.ConfigDict) -> features_lib.FeatureParams:
@@ -74,6 +77,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   check(config.protocol in protocols.PROTOCOLS, 'protocol',
         f'unknown protocol (known: {", ".join(protocols.PROTOCOLS)})')
   check(config.fold >= 0, 'fold', 'must be >= 0')
+  for field in ('seed', 'split_seed', 'demo_seed'):
+    check(isinstance(config[field], int) and 0 <= config[field] < 2 ** 32, field,
+          'must be an integer in [0, 2**32)')
+  check(config.demo_utterances >= 8, 'demo_utterances',
+        'the demo corpus needs at least 8 utterances (2 per class)')
   check(config.center_loss_weight >= 0, 'center_loss_weight', 'lambda must be >= 0')
   check(0 < config.center_alpha <= 1, 'center_alpha', 'alpha must be in (0, 1]')
   check(config.center_update in ('ema', 'wen'), 'center_update', "must be 'ema' or 'wen'")
@@ -89,7 +97,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f'the largest bucket must hold config.features.max_frames='
         f'{config.features.max_frames} frames')
   check(config.features.kind in ('mel', 'stft'), 'features.kind', "must be 'mel' or 'stft'")
+  for field in ('n_fft', 'hop_length', 'win_length', 'n_mels', 'max_frames'):
+    check(config.features[field] > 0, f'features.{field}', 'must be > 0')
+  check(math.isfinite(config.features.top_db) and config.features.top_db > 0,
+        'features.top_db', 'the dynamic range must be a finite number of dB > 0')
   check(len(config.model.convs) > 0, 'model.convs', 'needs at least one layer')
+  for field in ('gru_units', 'embedding_dim'):
+    check(config.model[field] > 0, f'model.{field}', 'must be > 0')
   try:
     data_lib.get_label_map(config.classes)
   except ConfigError as e:
@@ -102,6 +116,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   check(models.output_length(bins, convs) >= 1, 'model.convs',
         f'leaves no frequency bin of the {bins} input bins; use fewer or '
         'smaller layers, or more bins')
+  check(min(config.buckets) >= models.min_frames(convs), 'buckets',
+        f'a bucket is shorter than the {models.min_frames(convs)} frames the '
+        'model needs for one output step')
 
 
 def config_value(config, dotted: str):
@@ -130,6 +147,7 @@ def _prepare(config: ml_collections.ConfigDict, workdir: str) -> RunData:
   utterances, labels, label_map = load_corpus(config)
   _check_classes_present(config, label_map, labels)
   params = feature_params(config)
+  identity = run_identity(config, utterances, cache_dir(config, workdir))
   feats = cache_lib.FeatureCache.build(utterances, params, cache_dir(config, workdir),
                                        strict=config.strict_data)
   # Items of the cache are the utterances whose audio decoded (the others
@@ -160,7 +178,7 @@ def _prepare(config: ml_collections.ConfigDict, workdir: str) -> RunData:
                  utterances=utterances, train=examples(fold.train),
                  dev=examples(fold.dev), test=examples(fold.test),
                  class_weights=np.asarray(losses.class_weights(counts), np.float32),
-                 standardizer=standardizer)
+                 standardizer=standardizer, identity=identity)
 
 
 def _check_classes_present(config, label_map, labels: np.ndarray) -> None:
@@ -216,67 +234,130 @@ def ensure_writable(folder: str, what: str) -> None:
                       f'({e.strerror or e}); choose a writable folder') from e
 
 
-def write_json(path: str, value) -> None:
-  """Writes `value` as JSON to `path`, complete or not at all.
+# Config fields that cannot change what a run computes: a resume or a reused
+# run may change them. Every other field is part of the run's identity.
+NOT_IDENTITY = ('log_every_steps', 'checkpoint_every_steps', 'plots', 'cache_dir',
+                'corpus_root')  # the corpus' content is compared instead
 
-  Written to `path.tmp`, then renamed over `path`: a run killed while
-  writing leaves the previous file (or none), never half of one, for the
-  resumable drivers that read these files back.
+
+def run_identity(config: ml_collections.ConfigDict, utterances,
+                 cache_folder: str) -> dict:
+  """Everything that decides what a run's checkpoints and results mean.
+
+  The config's fields that can change a result (data, split, fold, seeds,
+  schedule, model, features: all but `NOT_IDENTITY`), and the corpus'
+  fingerprint: its utterances' ids, labels, speakers, sessions and audio
+  content (`cache.corpus_fingerprint`), not where it lies.
+
+  Args:
+    config: the run's config.
+    utterances: the corpus as `load_corpus` returns it.
+    cache_folder: the feature cache folder (it memoises content hashes).
   """
-  with open(path + '.tmp', 'w') as f:
-    json.dump(value, f, indent=1)
-  os.replace(path + '.tmp', path)
+  values = json.loads(config.to_json_best_effort())
+  identity = {k: v for k, v in values.items() if k not in NOT_IDENTITY}
+  identity['corpus_content'] = cache_lib.corpus_fingerprint(utterances, cache_folder)
+  return identity
 
 
-def model_signature(config: ml_collections.ConfigDict, label_map) -> dict:
-  """What must match for a checkpoint to load into this run's model."""
-  return {'classes': list(label_map.classes),
-          'features': feature_params(config).to_dict(),
-          'model': json.loads(config.model.to_json_best_effort())}
+def identity_differences(saved: dict | None, current: dict) -> list[str]:
+  """`['seed: 0 -> 3', 'features.kind: mel -> stft', ...]`, sorted."""
+  if saved is None:
+    return ['the run identity (not recorded: made by an older jaxser)']
+  flat_saved, flat_current = _flatten(saved), _flatten(current)
+  out = []
+  for key in sorted(set(flat_saved) | set(flat_current)):
+    old, new = flat_saved.get(key, '(none)'), flat_current.get(key, '(none)')
+    if old != new:
+      out.append("the corpus' utterances or audio changed" if key == 'corpus_content'
+                 else f'{key}: {_short(old)} -> {_short(new)}')
+  return out
 
 
-def check_compatible(meta: dict, config, label_map, workdir: str) -> None:
-  """Refuses a checkpoint made by another model, class set or features."""
-  saved, current = meta.get('model_signature'), model_signature(config, label_map)
-  if json.dumps(saved, sort_keys=True) != json.dumps(current, sort_keys=True):
-    diffs = [k for k in current if (saved or {}).get(k) != current[k]]
-    raise CheckpointError(
-        f'{workdir}: its checkpoint was made with other {", ".join(diffs)} '
-        f'(saved {json.dumps({k: (saved or {}).get(k) for k in diffs})}); '
-        'use another --workdir or the original config')
+def check_identity(saved: dict | None, current: dict, what: str) -> None:
+  """Refuses to reuse `what` when it belongs to a run of another identity.
+
+  Raises:
+    IdentityError: one line listing what differs and what to do.
+  """
+  diffs = identity_differences(saved, current)
+  if diffs:
+    shown = '; '.join(diffs[:6]) + ('; ...' if len(diffs) > 6 else '')
+    raise IdentityError(
+        f'{what} belongs to another run ({shown}); use another --workdir, or '
+        '--start_over to discard it and train anew')
+
+
+def _flatten(tree: dict, prefix: str = '') -> dict:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flatten(value, f'{prefix}{key}.'))
+    else:
+      out[f'{prefix}{key}'] = json.dumps(value) if isinstance(value, list) else value
+  return out
+
+
+def _short(value, limit: int = 40) -> str:
+  text = str(value)
+  return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
 class WorkdirLock:
   """An exclusive lock on a workdir: a second run there is refused.
 
-  `flock` locks die with their process, so a killed run never leaves a stale
-  lock behind.
+  The lock is a `flock` on the workdir folder itself, so deleting any file
+  in it does not let a second run in, and it dies with its process, so a
+  killed run never leaves a stale lock. The holder's pid is written to
+  `<workdir>/.lock` (opened without following links: a planted symlink is
+  refused, never truncated) for the message a refused run prints.
   """
 
   def __init__(self, workdir: str):
+    self.workdir = workdir
     self.path = os.path.join(workdir, '.lock')
     try:
-      self._file = open(self.path, 'a+')
+      self._fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
-      raise JaxserError(f'{workdir}: cannot write in the workdir ({e})') from e
+      raise JaxserError(f'{workdir}: cannot open the workdir ({fileio.reason(e)})') from e
     try:
-      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as e:
-      self._file.seek(0)
-      holder = self._file.read().strip() or '?'
-      self._file.close()
-      raise JaxserError(f'{workdir}: another jaxser run (pid {holder}) is using '
-                        'this workdir (locked); wait for it or choose another '
-                        '--workdir') from e
-    self._file.seek(0)
-    self._file.truncate()
-    self._file.write(f'{os.getpid()}\n')
-    self._file.flush()
+      os.close(self._fd)
+      self._fd = None
+      raise JaxserError(f'{workdir}: another jaxser run (pid {self._holder()}) is '
+                        'using this workdir (locked); wait for it or choose '
+                        'another --workdir') from e
+    try:
+      self._write_pid()
+    except OSError as e:
+      self.release()
+      raise JaxserError(f'{self.path}: cannot write the lock file '
+                        f'({fileio.reason(e)}); remove it if it is a link') from e
+
+  def _write_pid(self):
+    fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+      os.ftruncate(fd, 0)
+      os.write(fd, f'{os.getpid()}\n'.encode())
+    finally:
+      os.close(fd)
+
+  def _holder(self) -> str:
+    try:
+      fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+      return '?'
+    try:
+      return os.read(fd, 32).decode(errors='replace').strip() or '?'
+    finally:
+      os.close(fd)
 
   def release(self):
-    if not self._file.closed:  # releasing twice is harmless
-      fcntl.flock(self._file, fcntl.LOCK_UN)
-      self._file.close()
+    if self._fd is not None:  # releasing twice is harmless
+      fcntl.flock(self._fd, fcntl.LOCK_UN)
+      os.close(self._fd)
+      self._fd = None
 
 
 def write_plots(workdir: str, classes, confusion, train_out: dict,
@@ -307,10 +388,3 @@ def load_corpus(config: ml_collections.ConfigDict):
                                        label_map=label_map,
                                        strict=config.strict_data, **options)
   return utterances, label_map.indices(utterances), label_map
-
-
-def num_folds(config: ml_collections.ConfigDict) -> int:
-  """How many folds `config.protocol` makes on the configured corpus."""
-  utterances, labels, _ = load_corpus(config)
-  return len(protocols.make_folds(config.protocol, utterances, labels,
-                                  seed=config.split_seed))

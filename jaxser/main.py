@@ -3,7 +3,10 @@
   python -m jaxser.main --config=configs/default.py --workdir=/tmp/ser \
       --config.corpus_root=/data/IEMOCAP_full_release --config.fold=2
 
-Rerunning the same command resumes from the latest checkpoint in --workdir.
+Rerunning the same command resumes from the latest checkpoint in --workdir,
+if it belongs to the same run (data, split, seeds, schedule, model and
+features); a changed config is refused, naming what differs. --start_over
+discards what an earlier run left in --workdir and trains anew.
 
 Every local device is used (data parallel, `jaxser.parallel`). For several
 processes (hosts), start the same command in each with --coordinator_address,
@@ -23,14 +26,17 @@ import numpy as np
 # Config files import their base as `from configs import default`.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from jaxser import cli  # pylint: disable=g-import-not-at-top
 from jaxser import parallel  # pylint: disable=g-import-not-at-top
 from jaxser import train  # pylint: disable=g-import-not-at-top
-from jaxser.errors import JaxserError  # pylint: disable=g-import-not-at-top
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints, metrics and plots go.')
 config_flags.DEFINE_config_file('config', None, 'The experiment config file.',
                                 lock_config=True)
 flags.mark_flags_as_required(['config', 'workdir'])
+_START_OVER = flags.DEFINE_bool(
+    'start_over', False, 'Discard the checkpoints, metrics and results an '
+    'earlier run left in --workdir and train from the start.')
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', None, 'host:port of process 0, for a multi-process '
     'run (default: $JAX_COORDINATOR_ADDRESS; none: a single process).')
@@ -61,17 +67,15 @@ def parse_flags(argv: list[str]) -> list[str]:
              f'{", ".join(overrides)}); the config file lists the fields that exist')
 
 
+@cli.exits_on_error
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   if not parallel.is_chief():  # process 0 logs the run
     logging.set_verbosity(logging.WARNING)
-  try:
-    results = train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
-  except JaxserError as e:
-    logging.error('%s', e)
-    sys.exit(f'jaxser: {e}')
+  results = train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value,
+                                     start_over=_START_OVER.value)
   if parallel.is_chief():
     print(summary_text(results, _WORKDIR.value))
 

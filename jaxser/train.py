@@ -10,6 +10,7 @@ import contextlib
 import functools
 import json
 import os
+import shutil
 import sys
 import time
 from typing import Any, Callable
@@ -29,7 +30,10 @@ from jaxser import losses
 from jaxser import metrics as metrics_lib
 from jaxser import models
 from jaxser import experiment
+from jaxser import fileio
 from jaxser import parallel
+from jaxser.errors import Interrupted
+from jaxser.errors import JaxserError
 from jaxser.errors import NonFiniteError
 
 
@@ -159,11 +163,14 @@ def make_eval_step(mesh: jax.sharding.Mesh | None = None):
 def restore_selected(workdir: str) -> tuple[dict, TrainState]:
   """The checkpoint a run selected, for inference: `(meta, state)`.
 
-  The best dev UA checkpoint, or the latest when no dev evaluation ran. The
-  checkpoints are opened read-only: nothing is created, and the temporary
-  folder of a save that a training run in `workdir` may be writing is left
-  alone. The state holds the selected parameters (the rest is freshly
-  initialised) on the default device; `parallel.replicate` it for a mesh.
+  The best dev UA checkpoint, or, with a warning, the latest when no dev
+  evaluation ran yet (an unfinished run, or one with `num_train_steps <=
+  eval_start_step`). The checkpoints are opened read-only: nothing is
+  created, and the temporary folder of a save that a training run in
+  `workdir` may be writing is left alone; a latest step that such a run
+  rotates away while it is read is passed over for the newest one left.
+  The state holds the selected parameters (the rest is freshly initialised)
+  on the default device; `parallel.replicate` it for a mesh.
 
   Raises:
     CheckpointError: no (complete) checkpoint, or one this code cannot
@@ -171,17 +178,26 @@ def restore_selected(workdir: str) -> tuple[dict, TrainState]:
   """
   checkpoints = checkpoint_lib.Checkpoints(workdir, read_only=True)
   try:
-    kind = (checkpoint_lib.BEST if checkpoints.latest_step(checkpoint_lib.BEST)
-            is not None else checkpoint_lib.LATEST)
-    meta = checkpoints.restore_meta(kind)
-    config = ml_collections.ConfigDict(meta['config'])
-    model = create_model(config, len(meta['classes']))
-    state = create_train_state(config, model,
-                               experiment.feature_params(config).num_bins)
-    restored, _ = checkpoints.restore(kind, checkpoint_lib.abstract(state))
+    kind = checkpoint_lib.BEST
+    if checkpoints.latest_step(checkpoint_lib.BEST) is None:
+      kind = checkpoint_lib.LATEST
+    fresh = {}
+
+    def abstract_of(meta):  # the model of each checkpoint's own config
+      config = ml_collections.ConfigDict(meta['config'])
+      fresh['state'] = create_train_state(
+          config, create_model(config, len(meta['classes'])),
+          experiment.feature_params(config).num_bins)
+      return checkpoint_lib.abstract(fresh['state'])
+
+    restored, meta = checkpoints.restore_newest(kind, abstract_of)
   finally:
     checkpoints.close()
-  return meta, state.replace(params=restored.params)
+  if kind == checkpoint_lib.LATEST:
+    logging.warning('%s: no best/ checkpoint (no dev evaluation ran yet): using '
+                    'the latest checkpoint, step %d of %d, of a run that may be '
+                    'unfinished', workdir, meta['step'], meta['config']['num_train_steps'])
+  return meta, fresh['state'].replace(params=restored.params)
 
 
 def evaluate(eval_fn, state: TrainState, examples: input_pipeline.Examples, *,
@@ -229,7 +245,13 @@ def evaluate(eval_fn, state: TrainState, examples: input_pipeline.Examples, *,
 
 
 class MetricsWriter:
-  """metrics.jsonl (deterministic: no timings) and TensorBoard events."""
+  """metrics.jsonl (deterministic: no timings) and TensorBoard events.
+
+  A context manager: leaving it closes both. A write or close that fails (a
+  full disk) raises OSError naming the file; while another error is already
+  ending the run, a failing close is only logged, so it never hides that
+  error.
+  """
 
   def __init__(self, workdir: str, resume_step: int):
     self.enabled = parallel.is_chief()  # one process writes
@@ -237,9 +259,7 @@ class MetricsWriter:
       return
     self.path = os.path.join(workdir, 'metrics.jsonl')
     kept = _lines_to_keep(self.path, resume_step) if os.path.exists(self.path) else []
-    with open(self.path + '.tmp', 'w') as f:
-      f.writelines(kept)
-    os.replace(self.path + '.tmp', self.path)
+    fileio.atomic_write(self.path, ''.join(kept))
     self._file = open(self.path, 'a')
     self._tb = _summary_writer(os.path.join(workdir, 'tensorboard'))
 
@@ -247,16 +267,36 @@ class MetricsWriter:
     if not self.enabled:
       return
     record = {'step': int(step), 'split': split, **values}
-    self._file.write(json.dumps(record) + '\n')
-    self._file.flush()
+    with self._naming_the_file():
+      self._file.write(json.dumps(record) + '\n')
+      self._file.flush()
     for key, value in values.items():
       if isinstance(value, (int, float)):
         self._tb.add_scalar(f'{split}/{key}', value, step)
 
   def close(self):
-    if self.enabled:
-      self._file.close()
-      self._tb.close()
+    if self.enabled and not self._file.closed:
+      with self._naming_the_file():
+        self._tb.close()
+        self._file.close()
+
+  @contextlib.contextmanager
+  def _naming_the_file(self):
+    try:
+      yield
+    except OSError as e:  # a write to an open file names none
+      raise OSError(e.errno, e.strerror, e.filename or self.path) from e
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, error_type, error, traceback):
+    try:
+      self.close()
+    except OSError as e:
+      if error_type is None:
+        raise
+      logging.warning('%s: %s (while stopping)', e.filename, fileio.reason(e))
 
 
 def _summary_writer(logdir: str):
@@ -369,7 +409,7 @@ def _meta(config, data, state_step: int, iterator_state, best: dict,
       'features': data.feature_params.to_dict(),
       'standardizer': {'mean': np.asarray(data.standardizer.mean).tolist(),
                        'std': np.asarray(data.standardizer.std).tolist()},
-      'model_signature': experiment.model_signature(config, data.label_map),
+      'identity': data.identity,
       'step': int(state_step),
       'iterator': iterator_state,
       'best': best,
@@ -378,10 +418,14 @@ def _meta(config, data, state_step: int, iterator_state, best: dict,
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       interrupt_at_step: int | None = None) -> dict | None:
+                       interrupt_at_step: int | None = None,
+                       start_over: bool = False) -> dict | None:
   """Trains on one fold, selects by dev UA, reports the test split.
 
-  Resumes from the latest checkpoint in `workdir` when there is one.
+  Resumes from the latest checkpoint in `workdir` when there is one, and
+  only if it belongs to the same run: the run's identity
+  (`experiment.run_identity`: data, split, seeds, schedule, model, features)
+  is saved with every checkpoint and compared first.
 
   Args:
     config: the experiment config.
@@ -389,19 +433,58 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     interrupt_at_step: stop after this step as a pre-empted job would, with a
       checkpoint saved there (for time-sliced schedulers and resume tests);
       the same call without it later finishes the run.
+    start_over: discard what an earlier run left in `workdir` (checkpoints,
+      metrics, results, plots) and train from the start.
 
   Returns:
     The results dict also written to `workdir/results.json`; None when
     interrupted.
+
+  Raises:
+    JaxserError: a bad config, corpus or workdir; another run's checkpoints
+      (IdentityError); a failed write (naming the file and the checkpoint
+      left intact); SIGINT (Interrupted).
   """
   lock = experiment.preflight(config, workdir)  # before any corpus work
   try:
+    if start_over and parallel.is_chief():
+      discard_run(workdir)
     # Whatever ends the run, the checkpoint managers and the metrics file
     # are closed (orbax's threads finish) before the lock is released.
     with contextlib.ExitStack() as closing:
       return _train_and_evaluate(config, workdir, interrupt_at_step, closing)
+  except KeyboardInterrupt:
+    raise Interrupted(f'interrupted; {_kept_message(workdir, _saved_step(workdir))}; '
+                      'rerun the same command to resume') from None
+  except OSError as e:  # a write that no narrower handler expected
+    raise JaxserError(f'{e.filename or workdir}: {fileio.reason(e)}; '
+                      f'{_kept_message(workdir, _saved_step(workdir))}') from e
   finally:
     lock.release()
+
+
+# What a run writes in its workdir (all of it goes with --start_over).
+RUN_OUTPUTS = (checkpoint_lib.LATEST, checkpoint_lib.BEST, checkpoint_lib.DAMAGED,
+               'tensorboard', 'metrics.jsonl', 'results.json', 'confusion.png',
+               'embeddings_pca.png', 'curves.png')
+
+
+def discard_run(workdir: str) -> None:
+  """Deletes what a run left in `workdir` (its `RUN_OUTPUTS`)."""
+  for name in RUN_OUTPUTS:
+    path = os.path.join(workdir, name)
+    if os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path)
+    elif os.path.lexists(path):
+      os.remove(path)
+  logging.info('%s: discarded the earlier run (--start_over)', workdir)
+
+
+def _saved_step(workdir: str) -> int | None:
+  """The newest complete latest checkpoint on disk, for messages."""
+  folder = os.path.join(workdir, checkpoint_lib.LATEST)
+  steps = [int(n) for n in os.listdir(folder) if n.isdigit()] if os.path.isdir(folder) else []
+  return max(steps, default=None)
 
 
 def _train_and_evaluate(config, workdir, interrupt_at_step, closing):
@@ -416,8 +499,7 @@ def _train_and_evaluate(config, workdir, interrupt_at_step, closing):
   state = parallel.replicate(
       create_train_state(config, model, data.feature_params.num_bins), mesh)
   train_fn, eval_fn = make_steps(config, data.class_weights, mesh)
-  checkpoints = closing.enter_context(
-      contextlib.closing(checkpoint_lib.Checkpoints(workdir)))
+  checkpoints = closing.enter_context(checkpoint_lib.Checkpoints(workdir))
   # Each process prepares its own rows of every global batch.
   dataset = input_pipeline.train_dataset(
       data.train, batch_size=config.batch_size, buckets=config.buckets,
@@ -428,22 +510,21 @@ def _train_and_evaluate(config, workdir, interrupt_at_step, closing):
   # Resume.
   best = {'ua': -1.0, 'step': None}
   window = []  # (step, metrics) since the last train log line
-  start = checkpoints.latest_step()
-  if start is not None:
-    # The saved setup is checked before any array is read into this model.
-    experiment.check_compatible(checkpoints.restore_meta(checkpoint_lib.LATEST),
-                                config, data.label_map, workdir)
-    restored, meta = checkpoints.restore(
-        checkpoint_lib.LATEST, checkpoint_lib.abstract(state))
+  if checkpoints.latest_step() is not None:
+    # The saved run's identity is checked before any array is read.
+    restored, meta = checkpoints.restore_newest(
+        checkpoint_lib.LATEST, checkpoint_lib.abstract(state),
+        check_meta=lambda meta: experiment.check_identity(
+            meta.get('identity'), data.identity, f'{workdir}: its checkpoint'))
     state = state.replace(**{k: getattr(restored, k) for k in
                              ('step', 'params', 'opt_state', 'centers', 'rng')})
     iterator.set_state(meta['iterator'])
     best = meta['best']
     window = [tuple(item) for item in meta['train_window']]
-    logging.info('resumed from step %d in %s', start, workdir)
+    logging.info('resumed from step %d in %s', int(state.step), workdir)
   start = int(state.step)
   last_saved = start or None  # the latest checkpoint on disk, for messages
-  writer = closing.enter_context(contextlib.closing(MetricsWriter(workdir, start)))
+  writer = closing.enter_context(MetricsWriter(workdir, start))
   progress = _Progress(start, config.num_train_steps)
   eval_kw = dict(batch_size=config.eval_batch_size, buckets=config.buckets,
                  num_classes=num_classes, class_weights=data.class_weights,
@@ -518,8 +599,13 @@ def _final_report(config, workdir, data, state, eval_fn, checkpoints, best,
       'split_sizes': {'train': len(data.train), 'dev': len(data.dev),
                       'test': len(data.test)},
   }
+  results['identity'] = data.identity  # crossval and ablate check it on reuse
   if parallel.is_chief():  # complete or absent: crossval reads it
-    experiment.write_json(os.path.join(workdir, 'results.json'), results)
+    try:
+      fileio.write_json(os.path.join(workdir, 'results.json'), results)
+    except JaxserError as e:
+      raise JaxserError(f'{e}; the checkpoints are intact: rerun the same '
+                        'command to redo the report') from e
   if config.plots:
     _, train_out = evaluate(eval_fn, state, data.train, **eval_kw)
     if parallel.is_chief():

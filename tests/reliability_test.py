@@ -18,6 +18,7 @@ import json
 import os
 import pathlib
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -297,6 +298,19 @@ CONFIG_FAULTS = {
                     "'manifest' has no usable utterance of class fearful"),
     'no_corpus_root': (['--config.corpus_root=/no/such/corpus.csv'],
                        "config.corpus_root='/no/such/corpus.csv': does not exist"),
+    'gru_units_zero': (['--config.model.gru_units=0'], 'config.model.gru_units=0: must be > 0'),
+    'embedding_zero': (['--config.model.embedding_dim=0'],
+                       'config.model.embedding_dim=0: must be > 0'),
+    'negative_seed': (['--config.seed=-1'],
+                      'config.seed=-1: must be an integer in [0, 2**32)'),
+    'demo_utterances_zero': (['--config.demo_utterances=0'],
+                             'config.demo_utterances=0: the demo corpus needs at least 8'),
+    'top_db_nan': (['--config.features.top_db=nan'],
+                   'config.features.top_db=nan: the dynamic range must be a finite'),
+    'top_db_negative': (['--config.features.top_db=-5'],
+                        'config.features.top_db=-5.0: the dynamic range must be a finite'),
+    'bucket_too_short': (['--config.buckets=20,200'], 'a bucket is shorter than the '
+                         '49 frames the model needs for one output step'),
 }
 
 
@@ -610,7 +624,7 @@ def test_full_disk_fails_at_the_save_with_the_previous_checkpoint_intact(
   # The second save is the checkpoint of step 4 (one every 2 steps).
   message = assert_refused(*jobs.result('full_disk'),
                            f'jaxser: {workdir}/checkpoints: saving step 4 failed',
-                           'No space left on device', orbax_logged_error=True)
+                           'No space left on device')
   assert message.endswith('the checkpoint of step 2 there is intact'), message
   assert latest_steps(workdir) == (2, None)
   state, meta = restore(workdir, abstract_state)
@@ -666,15 +680,17 @@ def test_config_faults_are_refused_before_any_work(refusals, jobs, name):
 # 7. Foreign or damaged checkpoints.
 
 
-@pytest.mark.parametrize('name, field, saved', [
-    ('other_model', 'model', '"gru_units": 8'),
-    ('other_classes', 'classes', '"happy"'),
+@pytest.mark.parametrize('name, differs', [
+    ('other_model', 'model.gru_units: 8 -> 16'),
+    ('other_classes', "classes: paper4 -> neutral,angry,sad; the corpus' utterances "
+                      'or audio changed'),
 ])
 def test_checkpoints_of_another_model_or_class_set_are_refused(later, jobs, name,
-                                                               field, saved):
+                                                               differs):
   workdir = later['root'] / name
   assert_refused(*jobs.result(name),
-                 f'jaxser: {workdir}: its checkpoint was made with other {field}', saved)
+                 f'jaxser: {workdir}: its checkpoint belongs to another run ({differs})',
+                 'use another --workdir, or --start_over')
   assert tree_digest(workdir) == later['digests'][name]  # nothing rewritten
 
 
@@ -700,3 +716,330 @@ def test_predict_on_missing_or_incomplete_checkpoints(refusals, later, jobs):
   assert not (refusals['root'] / 'nowhere').exists()  # predict creates nothing
   # nor deletes the unfinished save of a training run that may be running.
   assert len(tmp_checkpoints(later['root'] / 'killed_early')) == later['unfinished'] > 0
+
+
+# --------------------------------------------------------------------------
+# 8. A run's identity: a resume, a rerun or a reused crossval run of another
+# config or corpus is refused, naming what differs; --start_over trains anew.
+
+# Runs the real CLI after wrapping the final report so that the workdir's
+# file system is full when it starts (the workdir is on a small tmpfs).
+FILL_BEFORE_REPORT_DRIVER = '''
+import os
+from absl import app
+from jaxser import main, train
+report = train._final_report
+
+def fill(folder):
+  with open(os.path.join(folder, 'filler'), 'wb', buffering=0) as f:
+    for size in (1 << 16, 1 << 12, 1):
+      try:
+        while True:
+          f.write(bytes(size))
+      except OSError:
+        pass
+
+def full_report(config, workdir, *args, **kwargs):
+  fill(os.path.dirname(workdir))
+  return report(config, workdir, *args, **kwargs)
+
+train._final_report = full_report
+app.run(main.main, flags_parser=main.parse_flags)
+'''
+
+
+def crossval_cli(workdir, base, *flags):
+  return [sys.executable, '-m', 'jaxser.crossval', *base, f'--workdir={workdir}',
+          '--seeds=0', '--folds=0', *flags]
+
+
+def _copy_corpus(manifest, folder: pathlib.Path, *, edit: str | None = None) -> str:
+  """A copy of the tone corpus; `edit`: a file whose samples change, with
+  its size and modification time kept (only its content differs)."""
+  shutil.copytree(pathlib.Path(manifest).parent, folder)
+  if edit:
+    path = folder / edit
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-400:] = bytes(400)  # silence the last 200 samples
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size
+  return str(folder / 'manifest.csv')
+
+
+@pytest.fixture(scope='module')
+def small_disks(tmp_path_factory):
+  """`mount(name)`: a fresh 3 MiB tmpfs folder; None where mounting is refused."""
+  root = tmp_path_factory.mktemp('small_disks')
+  mounted = []
+
+  def mount(name):
+    folder = root / name
+    folder.mkdir()
+    done = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=3m', 'tmpfs',
+                           str(folder)], capture_output=True)
+    if done.returncode != 0:
+      return None
+    mounted.append(folder)
+    return folder
+
+  yield mount
+  for folder in mounted:
+    subprocess.run(['umount', '-l', str(folder)], check=False)
+
+
+def _fill_leaving(folder: pathlib.Path, free_kib: int) -> None:
+  total = shutil.disk_usage(folder).free // 1024
+  with open(folder / 'filler', 'wb') as f:
+    f.write(bytes((total - free_kib) * 1024))
+
+
+@pytest.fixture(scope='module')
+def identity_runs(reference, later, jobs, base, tone_manifest, small_disks,
+                  tmp_path_factory):
+  """Runs over copies of the reference workdir with another config or corpus."""
+  del later  # started after its runs
+  root = tmp_path_factory.mktemp('identity')
+  digests = {}
+
+  def copy(name):
+    shutil.copytree(reference, root / name)
+    digests[name] = tree_digest(root / name)
+    return root / name
+
+  jobs.start('changed_run', cli(copy('changed_run'), base, '--config.split_seed=7',
+                                '--config.seed=3', '--config.learning_rate=0.01',
+                                '--config.num_train_steps=200'))
+  jobs.start('shorter_run', cli(copy('shorter_run'), base, '--config.num_train_steps=8'))
+  edited = _copy_corpus(tone_manifest, root / 'tones_edited', edit='s2_happy_1.wav')
+  moved = _copy_corpus(tone_manifest, root / 'tones_moved')
+  jobs.start('edited_corpus', cli(copy('edited_corpus'), base,
+                                  f'--config.corpus_root={edited}'))
+  jobs.start('moved_corpus', cli(copy('moved_corpus'), base,
+                                 f'--config.corpus_root={moved}'))
+  jobs.start('start_over', cli(copy('start_over'), base, '--config.seed=1',
+                               '--start_over'))
+  # crossval over a finished run: reused when it is the same run, refused not.
+  for name, flags in (('crossval_same', ()),
+                      ('crossval_other', ('--config.center_loss_weight=0',
+                                          '--config.features.kind=stft',
+                                          '--config.model.gru_units=32'))):
+    shutil.copytree(reference, root / name / 'seed0' / 'fold0')
+    digests[name] = tree_digest(root / name)
+    jobs.start(name, crossval_cli(root / name, base, *flags))
+  # Damaged latest checkpoints: a stray step folder, flipped bits.
+  stray = copy('stray_step')
+  (stray / checkpoint.LATEST / '999').mkdir()
+  flipped = copy('flipped_bits')
+  for path in (flipped / checkpoint.LATEST / str(STEPS) / 'state' / 'd').iterdir():
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+  jobs.start('stray_step', cli(stray, base))
+  jobs.start('flipped_bits', cli(flipped, base))
+  # predict on a run whose best/ checkpoint is gone.
+  no_best = copy('no_best')
+  shutil.rmtree(no_best / checkpoint.BEST)
+  wav = pathlib.Path(tone_manifest).parent / 's1_angry_0.wav'
+  jobs.start('predict_no_best', predict_cli(no_best, wav))
+  # A planted .lock symlink is refused, its target untouched.
+  victim = root / 'victim.txt'
+  victim.write_text('precious')
+  (root / 'planted').mkdir()
+  (root / 'planted' / '.lock').symlink_to(victim)
+  jobs.start('planted_lock', cli(root / 'planted', base))
+  # A full disk: in a save (the first runs out on a 3 MiB tmpfs left with
+  # 250 KiB), and in the final report (filled just before it).
+  disks = {name: small_disks(name) for name in ('save_disk', 'report_disk')}
+  if disks['save_disk']:
+    _fill_leaving(disks['save_disk'], 250)
+    jobs.start('full_disk_save', cli(disks['save_disk'] / 'run', base))
+  if disks['report_disk']:
+    jobs.start('full_disk_report', cli(disks['report_disk'] / 'run', base,
+                                       driver=FILL_BEFORE_REPORT_DRIVER))
+  return {'root': root, 'digests': digests, 'victim': victim, 'disks': disks}
+
+
+def test_resuming_with_another_split_seed_or_schedule_is_refused(identity_runs, jobs):
+  workdir = identity_runs['root'] / 'changed_run'
+  assert_refused(*jobs.result('changed_run'),
+                 f'jaxser: {workdir}: its checkpoint belongs to another run ('
+                 'learning_rate: 0.0003 -> 0.01; num_train_steps: 12 -> 200; '
+                 'seed: 0 -> 3; split_seed: 0 -> 7); use another --workdir, or '
+                 '--start_over to discard it and train anew')
+  assert tree_digest(workdir) == identity_runs['digests']['changed_run']
+
+
+def test_rerunning_a_finished_run_with_fewer_steps_is_refused(identity_runs, jobs):
+  workdir = identity_runs['root'] / 'shorter_run'
+  assert_refused(*jobs.result('shorter_run'), 'num_train_steps: 12 -> 8')
+  assert tree_digest(workdir) == identity_runs['digests']['shorter_run']
+  assert [r['split'] for r in read_metrics(workdir)].count('test') == 1
+
+
+def test_an_edited_corpus_is_refused_a_moved_one_resumes(identity_runs, reference, jobs):
+  workdir = identity_runs['root'] / 'edited_corpus'
+  assert_refused(*jobs.result('edited_corpus'), "belongs to another run (the corpus' "
+                 'utterances or audio changed)')
+  assert tree_digest(workdir) == identity_runs['digests']['edited_corpus']
+  status, output = jobs.result('moved_corpus')
+  assert status == 0, output[-3000:]
+  assert f'resumed from step {STEPS} ' in output
+  moved = identity_runs['root'] / 'moved_corpus'
+  assert read_metrics(moved) == read_metrics(reference)
+
+
+def test_start_over_discards_the_earlier_run_and_trains_anew(identity_runs, later, jobs):
+  status, output = jobs.result('start_over')
+  assert status == 0, output[-3000:]
+  assert 'resumed from' not in output and 'discarded the earlier run' in output
+  workdir = identity_runs['root'] / 'start_over'
+  assert jobs.result('seed1')[0] == 0
+  assert read_metrics(workdir) == read_metrics(later['root'] / 'seed1')
+  assert json.loads((workdir / 'results.json').read_text())['identity']['seed'] == 1
+
+
+def test_crossval_reuses_a_finished_run_only_of_the_same_identity(identity_runs,
+                                                                   reference, jobs):
+  status, output = jobs.result('crossval_same')
+  assert status == 0, output[-3000:]
+  assert 'seed 0 fold 0: finished before, not redone' in output
+  summary = json.loads((identity_runs['root'] / 'crossval_same' / 'summary.json').read_text())
+  results = json.loads((reference / 'results.json').read_text())
+  assert summary['folds'][0]['ua'] == results['ua']
+  root = identity_runs['root'] / 'crossval_other'
+  assert_refused(*jobs.result('crossval_other'),
+                 f'jaxser: {root}/seed0/fold0/results.json belongs to another run (',
+                 'center_loss_weight: 0.3 -> 0.0', 'features.kind: mel -> stft',
+                 'model.gru_units: 8 -> 32')
+  assert not (root / 'summary.json').exists() and not (root / 'summary.md').exists()
+  assert tree_digest(root) == identity_runs['digests']['crossval_other']
+
+
+# --------------------------------------------------------------------------
+# 9. Damaged latest checkpoints fall back to the one before; predict warns
+# when there is no best checkpoint; locks and full disks.
+
+
+@pytest.mark.parametrize('name, resumed, cause', [
+    ('stray_step', STEPS, f'{checkpoint.LATEST}/999: incomplete checkpoint (no meta folder)'),
+    ('flipped_bits', STEPS - 2, f'{checkpoint.LATEST}/{STEPS}: unreadable checkpoint '
+                                'metadata (DATA_LOSS'),
+])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(
+    identity_runs, reference, jobs, name, resumed, cause):
+  status, output = jobs.result(name)
+  assert status == 0, output[-3000:]
+  assert cause in output and f'resumed from step {resumed} ' in output
+  workdir = identity_runs['root'] / name
+  damaged = list((workdir / checkpoint.DAMAGED).iterdir())
+  assert len(damaged) == 1  # moved aside, not deleted
+  assert read_metrics(workdir) == read_metrics(reference)
+  assert (json.loads((workdir / 'results.json').read_text())
+          == json.loads((reference / 'results.json').read_text()))
+
+
+def test_a_reader_passes_over_a_step_rotated_away_while_it_reads(reference, tmp_path,
+                                                                 abstract_state):
+  workdir = tmp_path / 'rotating'
+  shutil.copytree(reference, workdir)
+  ckpts = checkpoint.Checkpoints(str(workdir), read_only=True)
+  try:
+    assert ckpts.latest_step() == STEPS
+    # A training run's rotation deletes the newest listed step meanwhile.
+    shutil.rmtree(workdir / checkpoint.LATEST / str(STEPS))
+    state, meta = ckpts.restore_newest(checkpoint.LATEST, abstract_state)
+  finally:
+    ckpts.close()
+  assert int(state.step) == meta['step'] == STEPS - 2
+
+
+def test_predict_warns_when_there_is_no_best_checkpoint(identity_runs, jobs):
+  status, output = jobs.result('predict_no_best')
+  assert status == 0, output[-3000:]
+  assert (f'no best/ checkpoint (no dev evaluation ran yet): using the latest '
+          f'checkpoint, step {STEPS} of {STEPS}') in output
+  assert '"emotion"' in output
+
+
+def test_a_planted_lock_symlink_is_refused_and_its_target_kept(identity_runs, jobs):
+  workdir = identity_runs['root'] / 'planted'
+  assert_refused(*jobs.result('planted_lock'), f'jaxser: {workdir}/.lock: cannot '
+                 'write the lock file', 'remove it if it is a link')
+  assert identity_runs['victim'].read_text() == 'precious'
+
+
+def test_deleting_the_lock_file_does_not_let_a_second_run_in(tmp_path):
+  lock = experiment.WorkdirLock(str(tmp_path))
+  try:
+    os.remove(tmp_path / '.lock')
+    with pytest.raises(experiment.JaxserError, match='another jaxser run'):
+      experiment.WorkdirLock(str(tmp_path))
+  finally:
+    lock.release()
+  experiment.WorkdirLock(str(tmp_path)).release()  # free again
+
+
+def _require_disk(identity_runs, name):
+  if identity_runs['disks'][name] is None:
+    pytest.skip('mounting a small tmpfs needs root: no honest full disk here')
+  return identity_runs['disks'][name]
+
+
+def test_a_real_full_disk_in_a_save_ends_in_one_line(identity_runs, jobs,
+                                                     abstract_state):
+  disk = _require_disk(identity_runs, 'save_disk')
+  message = assert_refused(*jobs.result('full_disk_save'), 'No space left on device')
+  match = re.fullmatch(r'jaxser: (\S+): saving step (\d+) failed \(No space left on '
+                       r'device\); (?:the checkpoint of step (\d+) there is intact|no '
+                       r'earlier checkpoint was saved there)(?:; .*)?', message)
+  assert match, message
+  assert len(message) < 300
+  if match[3]:
+    state, _ = restore(disk / 'run', abstract_state, match[1].rsplit('/', 1)[-1])
+    assert int(state.step) == int(match[3]) and all_finite(state.params)
+
+
+def test_a_full_disk_in_the_final_report_ends_in_one_line_and_resumes(
+    identity_runs, reference, jobs, base, env, logs):
+  disk = _require_disk(identity_runs, 'report_disk')
+  workdir = disk / 'run'
+  message = assert_refused(*jobs.result('full_disk_report'), 'No space left on device')
+  assert len(message) < 300, message
+  assert 'intact' in message or 'is kept' in message, message
+  assert not (workdir / 'results.json').exists()
+  assert not [p for p in workdir.iterdir() if p.name.endswith('.tmp')]
+  (disk / 'filler').unlink()  # space again: the same command finishes the run
+  status, output = run(cli(workdir, base), env, logs / 'report_again.log')
+  assert status == 0, output[-3000:]
+  assert read_metrics(workdir) == read_metrics(reference)
+  assert (json.loads((workdir / 'results.json').read_text())
+          == json.loads((reference / 'results.json').read_text()))
+
+
+def test_sigint_ends_in_one_line_and_the_run_resumes(reference, later, base, env,
+                                                     logs, tmp_path):
+  del later  # started first, so that its runs overlap this test's
+  workdir = tmp_path / 'interrupted'
+  log = logs / 'sigint.log'
+  proc = start(cli(workdir, base), env, log)
+  try:
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+      if 'saved the latest checkpoint at step 2' in log.read_text():
+        os.kill(proc.pid, signal.SIGINT)
+        break
+      time.sleep(0.005)
+    proc.wait(timeout=120)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  output = log.read_text()
+  if proc.returncode == 0:
+    pytest.fail('the run ended before the SIGINT arrived: ' + output[-500:])
+  assert_refused(proc.returncode, output, 'jaxser: interrupted; the last good '
+                 'checkpoint (step', 'rerun the same command to resume')
+  status, output = run(cli(workdir, base), env, logs / 'sigint_resume.log')
+  assert status == 0, output[-3000:]
+  assert read_metrics(workdir) == read_metrics(reference)

@@ -1,0 +1,85 @@
+"""Writing a run's small files: whole or not at all, never through a link.
+
+Every result file that a resumable driver reads back (`results.json`,
+`summary.json`, run records, metrics rewritten on resume, reports) is written
+by `atomic_write`: to a fresh temporary file beside it (a unique name opened
+with `O_EXCL`, so a planted symlink is never followed), flushed to disk, then
+renamed over the target. A run killed or out of disk space leaves the previous
+file (or none) and no temporary file, never half of one.
+"""
+
+import json
+import os
+import tempfile
+
+from jaxser.errors import JaxserError
+
+
+def reason(error: BaseException, limit: int = 200) -> str:
+  """A short, one-line reason for an I/O error (for `jaxser:` messages).
+
+  The system's words (`No space left on device`) for an OSError; otherwise
+  the first line of the error's text, cut to `limit` characters (some
+  libraries put a whole storage spec in their messages).
+  """
+  if isinstance(error, OSError) and error.strerror:
+    return error.strerror
+  if 'No space left on device' in str(error):  # tensorstore's RESOURCE_EXHAUSTED
+    return 'No space left on device'
+  text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+  return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+def atomic_write(path: str, data: str | bytes) -> None:
+  """Writes `data` to `path` atomically and durably.
+
+  Raises:
+    JaxserError: the file cannot be written (a full disk, a read-only
+      folder), naming it; nothing is left behind.
+  """
+  folder = os.path.dirname(os.path.abspath(path))
+  fd, tmp = None, None
+  try:
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.',
+                               suffix='.tmp')
+    with os.fdopen(fd, 'wb') as f:
+      fd = None  # closed by the file object from here on
+      f.write(data.encode() if isinstance(data, str) else data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+    tmp = None
+    fsync_folder(folder)
+  except OSError as e:
+    raise JaxserError(f'{path}: cannot write ({reason(e)})') from e
+  finally:
+    if fd is not None:
+      os.close(fd)
+    if tmp is not None and os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def write_json(path: str, value) -> None:
+  """`value` as JSON to `path`, by `atomic_write`.
+
+  Raises:
+    JaxserError: as `atomic_write`, or `value` holds a NaN or Inf (which
+      JSON cannot hold, and which no result should be).
+  """
+  try:
+    text = json.dumps(value, indent=1, allow_nan=False)
+  except ValueError as e:
+    raise JaxserError(f'{path}: not written, it would hold a non-finite '
+                      f'number ({e})') from e
+  atomic_write(path, text)
+
+
+def fsync_folder(folder: str) -> None:
+  """Makes a rename in `folder` durable (where the file system allows)."""
+  fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+  try:
+    os.fsync(fd)
+  except OSError:  # some file systems cannot sync a folder; the rename stands
+    pass
+  finally:
+    os.close(fd)
