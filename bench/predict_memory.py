@@ -11,9 +11,11 @@ compilation and prediction included) and its wall time:
   short     one 3 s 16 kHz file: what any prediction costs
   long      one 30-minute 16 kHz file (115 MB of samples)
   1hz       a 4 KB WAV of 2000 samples at 1 Hz: 33 minutes once resampled
-            to 16 kHz (128 MB of samples from a 4 KB file)
-  1hz x N   N copies of the 1 Hz file in one command: memory must not grow
-            with the number of files
+            to 16 kHz (128 MB of samples from a 4 KB file); jaxser refuses
+            rates below 4 kHz from the header (exit 1), earlier versions
+            resampled it
+  long x N  N copies of the 30-minute file in one command: memory must not
+            grow with the number of files
 
 Without --workdir it first trains `configs/tiny.py` on the synthesised demo
 corpus for a few steps in a temporary folder (the model's size is not what
@@ -58,10 +60,10 @@ def write_inputs(folder: str, copies: int) -> dict[str, list[str]]:
            subtype='FLOAT')
   many = []
   for i in range(copies):
-    many.append(os.path.join(folder, f'one_hz_{i}.wav'))
-    os.link(upsampled, many[-1])
+    many.append(os.path.join(folder, f'long_{i}.wav'))
+    os.link(long, many[-1])
   return {'short': [short], 'long': [long], '1hz': [upsampled],
-          f'1hz x {copies}': many}
+          f'long x {copies}': many}
 
 
 def peak_rss(argv: list[str], code: str) -> tuple[float, float, int]:

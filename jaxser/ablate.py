@@ -54,12 +54,14 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from jaxser import cli  # pylint: disable=g-import-not-at-top
 from jaxser import crossval  # pylint: disable=g-import-not-at-top
 from jaxser import experiment  # pylint: disable=g-import-not-at-top
 from jaxser import fileio  # pylint: disable=g-import-not-at-top
 from jaxser import parallel  # pylint: disable=g-import-not-at-top
 from jaxser import report  # pylint: disable=g-import-not-at-top
 from jaxser import train  # pylint: disable=g-import-not-at-top
+from jaxser.errors import ConfigError  # pylint: disable=g-import-not-at-top
 from jaxser.errors import JaxserError  # pylint: disable=g-import-not-at-top
 
 
@@ -167,8 +169,9 @@ PAPER = {
 }
 PAPER_CLASSES = ('neutral', 'angry', 'happy', 'sad')
 # Config fields that do not change a run's results (or that crossval sets).
-_NOT_COMPARED = ('seed', 'split_seed', 'fold', 'cache_dir', 'plots',
-                 'log_every_steps', 'checkpoint_every_steps')
+# A run folder holds several seeds and folds; each one's own identity (with
+# the corpus' content) is checked by crossval.
+_NOT_COMPARED = experiment.NOT_IDENTITY + ('seed', 'split_seed', 'fold')
 
 
 def paper_result(variant: Variant) -> Paper | None:
@@ -678,24 +681,22 @@ def run(config: ml_collections.ConfigDict, workdir: str, studies: Sequence[Study
           for study in studies}
 
 
+@cli.exits_on_error
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   unknown = [name for name in FLAGS.study if name not in STUDIES]
   if unknown:
-    raise app.UsageError(f'unknown studies {unknown} (known: {", ".join(STUDIES)})')
+    raise ConfigError(f'--study: unknown studies {unknown} (known: {", ".join(STUDIES)})')
   quick = FLAGS.quick
   config = quick_config(FLAGS.config) if quick else FLAGS.config
-  seeds = [int(s) for s in FLAGS.seeds or (QUICK_SEEDS if quick else DEFAULT_SEEDS)]
+  seeds = cli.indices(FLAGS.seeds or (QUICK_SEEDS if quick else DEFAULT_SEEDS), '--seeds')
   folds = FLAGS.folds or (QUICK_FOLDS if quick else None)
-  folds = None if folds is None else [int(k) for k in folds]
-  os.makedirs(FLAGS.workdir, exist_ok=True)
-  try:
-    results = run(config, FLAGS.workdir, [STUDIES[n] for n in FLAGS.study],
-                  seeds, folds, quick=quick)
-  except JaxserError as e:
-    sys.exit(f'jaxser: {e}')
+  folds = None if folds is None else cli.indices(folds, '--folds')
+  experiment.ensure_writable(FLAGS.workdir, 'the ablation workdir (--workdir)')
+  results = run(config, FLAGS.workdir, [STUDIES[n] for n in FLAGS.study],
+                seeds, folds, quick=quick)
   for name, result in results.items():
     print(f'{name}: {os.path.join(FLAGS.workdir, name, "results.md")}')
     for row in result['rows']:

@@ -9,6 +9,10 @@ import soxr
 from jaxser.errors import AudioError
 
 SAMPLE_RATE = 16000  # Hz; every feature parameter assumes it.
+# Lower rates hold no speech band worth the name (telephone speech is 8 kHz),
+# and resampling them up would let a tiny file fill the memory: 4 KB at 1 Hz
+# is 33 minutes at 16 kHz. With this floor a file grows at most 4-fold.
+MIN_SAMPLE_RATE = 4000
 _WAV_HEAD_BYTES = 1 << 16  # where a WAV's data chunk header is looked for
 
 
@@ -26,7 +30,8 @@ def load(path, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     `[samples]` float32.
 
   Raises:
-    AudioError: the file is missing, unreadable, a WAV cut short
+    AudioError: the file is missing, unreadable, recorded below
+      `MIN_SAMPLE_RATE`, a WAV cut short
       (`wav_truncation`), holds no samples (also after resampling) or holds
       non-finite samples. The message names the file and the fault; the
       error's `kind` is the fault's name in `jaxser.data.records.FAULTS`.
@@ -37,7 +42,14 @@ def load(path, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
   if not os.path.isfile(path):
     raise AudioError(f'{path}: not a regular file', 'missing file')
   try:
+    rate = sf.info(path).samplerate
+    if rate < MIN_SAMPLE_RATE:  # before reading: the check bounds memory
+      raise AudioError(f'{path}: unreadable audio (sample rate {rate} Hz, below '
+                       f'the {MIN_SAMPLE_RATE} Hz of any speech recording)',
+                       'unreadable audio')
     data, rate = sf.read(path, dtype='float32', always_2d=True)
+  except AudioError:
+    raise
   except Exception as e:  # libsndfile raises several types; keep its words.
     raise AudioError(f'{path}: unreadable audio ({e})', 'unreadable audio') from e
   try:

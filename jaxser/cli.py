@@ -19,6 +19,7 @@ from typing import Callable, NoReturn
 from absl import logging
 
 from jaxser import fileio
+from jaxser.errors import ConfigError
 from jaxser.errors import JaxserError
 
 MAX_LINE = 400  # characters of one message line
@@ -54,3 +55,21 @@ def exits_on_error(main: Callable) -> Callable:
     except OSError as e:
       fail(f'{e.filename + ": " if e.filename else ""}{fileio.reason(e)}')
   return wrapped
+
+
+def indices(values, flag: str) -> list[int]:
+  """Seeds or fold numbers given on the command line, as ints >= 0.
+
+  Raises:
+    ConfigError: naming the flag and the value that is not one.
+  """
+  out = []
+  for text in values:
+    try:
+      value = int(text)
+    except (TypeError, ValueError):
+      value = -1
+    if value < 0:
+      raise ConfigError(f'{flag}: {text!r} is not a whole number >= 0')
+    out.append(value)
+  return out

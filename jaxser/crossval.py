@@ -29,7 +29,6 @@ from jaxser import fileio  # pylint: disable=g-import-not-at-top
 from jaxser import protocols  # pylint: disable=g-import-not-at-top
 from jaxser import report  # pylint: disable=g-import-not-at-top
 from jaxser import train  # pylint: disable=g-import-not-at-top
-from jaxser.errors import ConfigError  # pylint: disable=g-import-not-at-top
 from jaxser.errors import JaxserError  # pylint: disable=g-import-not-at-top
 
 
@@ -58,8 +57,8 @@ def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False) ->
       (IdentityError); what training raises.
   """
   experiment.validate_config(config)
-  seeds = [_index(s, '--seeds') for s in seeds]
-  folds = None if folds is None else [_index(k, '--folds') for k in folds]
+  seeds = cli.indices(seeds, '--seeds')
+  folds = None if folds is None else cli.indices(folds, '--folds')
   # One feature cache for every seed and fold; the corpus is read once.
   cache = config.cache_dir or os.path.join(workdir, 'jaxser_cache')
   utterances, labels, _ = experiment.load_corpus(config)
@@ -89,17 +88,6 @@ def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False) ->
   fileio.write_json(os.path.join(workdir, 'summary.json'), summary)
   fileio.atomic_write(os.path.join(workdir, 'summary.md'), report.markdown_table(summary))
   return summary
-
-
-def _index(text, flag: str) -> int:
-  """A seed or fold number from the command line, checked."""
-  try:
-    value = int(text)
-  except ValueError:
-    value = -1
-  if value < 0:
-    raise ConfigError(f'{flag}: {text!r} is not a number >= 0')
-  return value
 
 
 def _finished(fold_dir: str, identity: dict) -> dict | None:

@@ -24,6 +24,7 @@ from jaxser import models
 from jaxser import parallel
 from jaxser import protocols
 from jaxser.data import cache as cache_lib
+from jaxser.data import fingerprint
 from jaxser import fileio
 from jaxser.errors import ConfigError
 from jaxser.errors import IdentityError
@@ -247,7 +248,7 @@ def run_identity(config: ml_collections.ConfigDict, utterances,
   The config's fields that can change a result (data, split, fold, seeds,
   schedule, model, features: all but `NOT_IDENTITY`), and the corpus'
   fingerprint: its utterances' ids, labels, speakers, sessions and audio
-  content (`cache.corpus_fingerprint`), not where it lies.
+  content (`fingerprint.corpus_fingerprint`), not where it lies.
 
   Args:
     config: the run's config.
@@ -256,7 +257,7 @@ def run_identity(config: ml_collections.ConfigDict, utterances,
   """
   values = json.loads(config.to_json_best_effort())
   identity = {k: v for k, v in values.items() if k not in NOT_IDENTITY}
-  identity['corpus_content'] = cache_lib.corpus_fingerprint(utterances, cache_folder)
+  identity['corpus_content'] = fingerprint.corpus_fingerprint(utterances, cache_folder)
   return identity
 
 

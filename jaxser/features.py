@@ -111,6 +111,19 @@ def crop_waveform(waveform: np.ndarray, params: 'FeatureParams') -> np.ndarray:
   return np.array(waveform[first:first + (kept + 2 * margin - 1) * hop])
 
 
+def non_finite_reason(waveform: np.ndarray, params: 'FeatureParams') -> str:
+  """Why the features of a finite waveform came out NaN or Inf, for messages.
+
+  A frame's power is at most `(peak * win_length) ** 2`; past float32's
+  largest value it overflows (float audio far outside [-1, 1]).
+  """
+  peak = float(np.max(np.abs(waveform)))
+  if (peak * params.win_length) ** 2 > float(np.finfo(np.float32).max):
+    return (f"the audio's power overflows float32 (peak amplitude {peak:.3g}; "
+            'audio is expected within [-1, 1])')
+  return f'the features are NaN or Inf (peak amplitude {peak:.3g})'
+
+
 def frame_mask(frame_lengths, max_len: int):
   """`[batch, max_len]` bool, True on valid frames."""
   return jnp.arange(max_len)[None, :] < jnp.asarray(frame_lengths)[:, None]

@@ -42,6 +42,7 @@ def atomic_write(path: str, data: str | bytes) -> None:
   try:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.',
                                suffix='.tmp')
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 is for secrets
     with os.fdopen(fd, 'wb') as f:
       fd = None  # closed by the file object from here on
       f.write(data.encode() if isinstance(data, str) else data)
@@ -57,6 +58,12 @@ def atomic_write(path: str, data: str | bytes) -> None:
       os.close(fd)
     if tmp is not None and os.path.exists(tmp):
       os.remove(tmp)
+
+
+def _umask() -> int:
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
 
 
 def write_json(path: str, value) -> None:

@@ -20,6 +20,7 @@ batches at a time, each cut to the samples its features read
 of the files beyond reading one file.
 """
 
+import io
 import json
 import os
 import sys
@@ -31,7 +32,9 @@ import ml_collections
 import numpy as np
 
 from jaxser import audio
+from jaxser import cli
 from jaxser import features as features_lib
+from jaxser import fileio
 from jaxser import input_pipeline
 from jaxser import parallel
 from jaxser import train
@@ -179,26 +182,11 @@ def save_embeddings(path: str, z: np.ndarray) -> None:
   """Writes `z` to exactly `path` (np.save would add '.npy'), atomically.
 
   Raises:
-    OSError: it could not be written; no partial file is left.
+    JaxserError: it could not be written; no partial file is left.
   """
-  partial = f'{path}.partial-{os.getpid()}'
-  try:
-    with open(partial, 'wb') as f:
-      np.save(f, z)
-    os.replace(partial, path)
-  finally:
-    if os.path.exists(partial):
-      os.remove(partial)
-
-
-def feature_fault(path: str, waveform: np.ndarray, params) -> str:
-  """Why a finite waveform's features are not: what a person can check."""
-  peak = float(np.max(np.abs(waveform)))
-  # A frame's power is at most (peak * win_length) ** 2.
-  if (peak * params.win_length) ** 2 > float(np.finfo(np.float32).max):
-    return (f"{path}: non-finite features: the audio's power overflows float32 "
-            f'(peak amplitude {peak:.3g})')
-  return f'{path}: non-finite features (peak amplitude {peak:.3g})'
+  buffer = io.BytesIO()
+  np.save(buffer, z)
+  fileio.atomic_write(path, buffer.getvalue())
 
 
 def read_group(paths: list[str], params):
@@ -233,7 +221,8 @@ def predict_group(predictor: Predictor, paths: list[str], batch_size: int):
   outputs = iter(zip(probs, z))
   for path, wave, ok in zip(read, waves, finite):
     if not ok:
-      yield path, feature_fault(path, wave, predictor.params)
+      yield path, (f'{path}: non-finite features: '
+                   f'{features_lib.non_finite_reason(wave, predictor.params)}')
       continue
     p, e = next(outputs)
     if np.all(np.isfinite(p)) and np.all(np.isfinite(e)):
@@ -247,7 +236,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    sys.exit(f'jaxser: {e}')
+    cli.fail(str(e))
 
 
 def check_args(argv: list[str]) -> list[str]:
@@ -274,12 +263,10 @@ def prediction_line(path: str, probs: np.ndarray, classes, index: int) -> dict:
           'index': index}
 
 
+@cli.exits_on_error
 def main(argv):
-  try:
-    files = check_args(argv)
-    predictor = Predictor(flags.FLAGS.workdir)
-  except JaxserError as e:
-    sys.exit(f'jaxser: {e}')
+  files = check_args(argv)
+  predictor = Predictor(flags.FLAGS.workdir)
   # No batch larger than the files need: a huge --batch_size is no memory bomb.
   devices = predictor.mesh.devices.size
   batch_size = min(flags.FLAGS.batch_size, -(-len(files) // devices) * devices)
@@ -297,13 +284,9 @@ def main(argv):
       print(json.dumps(line, allow_nan=False), flush=True)
 
   if not z_rows:
-    sys.exit(f'jaxser: no file could be predicted (of {len(files)})')
+    raise JaxserError(f'no file could be predicted (of {len(files)})')
   if flags.FLAGS.embeddings is not None:
-    try:
-      save_embeddings(flags.FLAGS.embeddings, np.stack(z_rows))
-    except OSError as e:
-      sys.exit(f'jaxser: --embeddings={flags.FLAGS.embeddings}: could not be '
-               f'written ({e.strerror or e})')
+    save_embeddings(flags.FLAGS.embeddings, np.stack(z_rows))
   if len(z_rows) < len(files):
     print(f'jaxser: {len(files) - len(z_rows)} of {len(files)} files could not '
           'be predicted', file=sys.stderr)

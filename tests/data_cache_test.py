@@ -23,6 +23,7 @@ from jaxser import audio
 from jaxser import data
 from jaxser import features
 from jaxser.data import cache as cache_lib
+from jaxser.data import fingerprint
 from jaxser.errors import CorpusError
 from jaxser.errors import JaxserError
 from data_readers_test import write_wav  # pylint: disable=g-bad-import-order
@@ -254,7 +255,7 @@ def test_files_are_on_disk_before_the_rename(corpus, tmp_path, monkeypatch):
 
 def test_edit_keeping_size_and_mtime_gives_new_key_and_features(
     corpus, tmp_path, monkeypatch):
-  monkeypatch.setattr(cache_lib, '_RACY_NS', 0)  # remember every hash at once
+  monkeypatch.setattr(fingerprint, '_RACY_NS', 0)  # remember every hash at once
   base = _build(corpus, tmp_path / 'cache')
   old = np.array(base[1])
   path = corpus[1].path
@@ -271,34 +272,34 @@ def test_edit_keeping_size_and_mtime_gives_new_key_and_features(
 
 def test_fingerprint_covers_content_and_labels_not_paths(corpus, tmp_path,
                                                          monkeypatch):
-  monkeypatch.setattr(cache_lib, '_RACY_NS', 0)
+  monkeypatch.setattr(fingerprint, '_RACY_NS', 0)
   cache_dir = tmp_path / 'cache'
-  print_ = cache_lib.corpus_fingerprint(corpus, cache_dir)
-  memo = json.loads((cache_dir / cache_lib.HASHES_FILE).read_text())
+  print_ = fingerprint.corpus_fingerprint(corpus, cache_dir)
+  memo = json.loads((cache_dir / fingerprint.HASHES_FILE).read_text())
   assert sorted(memo) == sorted(u.path for u in corpus)
   hashed = []
-  real_hash = cache_lib._hash_file
-  monkeypatch.setattr(cache_lib, '_hash_file',
+  real_hash = fingerprint._hash_file
+  monkeypatch.setattr(fingerprint, '_hash_file',
                       lambda p: hashed.append(p) or real_hash(p))
-  assert cache_lib.corpus_fingerprint(corpus, cache_dir) == print_
+  assert fingerprint.corpus_fingerprint(corpus, cache_dir) == print_
   assert not hashed  # unchanged files are not read again
   shutil.copytree(tmp_path / 'corpus', tmp_path / 'moved')
   moved = [dataclasses.replace(u, path=u.path.replace('/corpus/', '/moved/'))
            for u in corpus]
-  assert cache_lib.corpus_fingerprint(moved, cache_dir) == print_
+  assert fingerprint.corpus_fingerprint(moved, cache_dir) == print_
   assert len(hashed) == 5  # new paths: read once
   relabelled = [dataclasses.replace(corpus[0], label='sad')] + corpus[1:]
-  assert cache_lib.corpus_fingerprint(relabelled, cache_dir) != print_
+  assert fingerprint.corpus_fingerprint(relabelled, cache_dir) != print_
 
 
 def test_files_changed_just_now_are_hashed_again(corpus, tmp_path, monkeypatch):
   # Within a clock tick an edit need not move the ctime: not remembered yet.
-  cache_lib.corpus_fingerprint(corpus, tmp_path / 'cache')
-  assert not (tmp_path / 'cache' / cache_lib.HASHES_FILE).exists()
+  fingerprint.corpus_fingerprint(corpus, tmp_path / 'cache')
+  assert not (tmp_path / 'cache' / fingerprint.HASHES_FILE).exists()
   (tmp_path / 'cache').mkdir()
-  (tmp_path / 'cache' / cache_lib.HASHES_FILE).write_text('garbage')
+  (tmp_path / 'cache' / fingerprint.HASHES_FILE).write_text('garbage')
   warnings = _warnings(monkeypatch)
-  cache_lib.corpus_fingerprint(corpus, tmp_path / 'cache')
+  fingerprint.corpus_fingerprint(corpus, tmp_path / 'cache')
   assert 'hashing every file again' in warnings[0]
 
 
@@ -374,7 +375,7 @@ def test_full_disk_is_one_error_line_and_leaves_nothing(corpus, tmp_path,
   assert '\n' not in message and len(message) < 300, message
   assert str(cache_dir) in message and 'No space left on device' in message
   assert sorted(p.name for p in cache_dir.iterdir()
-                if p.name != cache_lib.HASHES_FILE) == [previous.folder.name]
+                if p.name != fingerprint.HASHES_FILE) == [previous.folder.name]
   assert cache_lib.verify(previous.folder, previous.ids, PARAMS) is None
   monkeypatch.undo()  # space again: the build completes
   assert len(_build(corpus, cache_dir)) == 5
@@ -452,6 +453,6 @@ def test_leftovers_of_dead_runs_are_removed(corpus, tmp_path):
     (tmp_path / 'cache' / f'.tmp-{first.folder.name}-{suffix}').mkdir()
   again = _build(corpus, tmp_path / 'cache')
   left = sorted(p.name for p in (tmp_path / 'cache').iterdir()
-                if p.name != cache_lib.HASHES_FILE)
+                if p.name != fingerprint.HASHES_FILE)
   assert left == [f'.tmp-{first.folder.name}-{os.getpid()}-ffffffff',  # alive
                   again.folder.name]

@@ -171,7 +171,7 @@ def test_audio_whose_power_overflows_is_an_error_line(workdir, tones, env, tmp_p
   assert lines[str(loud)] == {
       'file': str(loud),
       'error': f"{loud}: non-finite features: the audio's power overflows float32 "
-               f'(peak amplitude {peak:.3g})'}
+               f'(peak amplitude {peak:.3g}; audio is expected within [-1, 1])'}
   assert 'unreadable audio' in lines[str(broken)]['error']
   good = lines[str(tones[0])]
   assert good['index'] == 0 and good['emotion'] in CLASSES
@@ -197,14 +197,15 @@ def test_non_finite_model_outputs_are_error_lines(workdir, tones, env):
 
 
 def test_memory_does_not_grow_with_the_number_or_length_of_files(workdir, env, tmp_path):
-  # 2000 samples at 1 Hz: a 4 KB file that is 33 minutes (128 MB) at 16 kHz.
-  # Before, one cost 4.9 GB; with every file's audio held, 16 cost 2.7 GB.
-  first = tmp_path / 'one_hz_0.wav'
-  sf.write(first, (0.1 * np.random.default_rng(0).standard_normal(2000)).astype(np.float32),
-           1, subtype='FLOAT')
+  # 16 files of 30 minutes at 16 kHz (115 MB each as float32). Before, one
+  # cost 4.5 GB; with every file's audio held, 16 would cost several more.
+  first = tmp_path / 'long_0.wav'
+  rng = np.random.default_rng(0)
+  sf.write(first, (0.1 * rng.standard_normal(30 * 60 * 16000)).astype(np.float32),
+           16000, subtype='PCM_16')
   files = [first]
   for i in range(1, 16):
-    files.append(tmp_path / f'one_hz_{i}.wav')
+    files.append(tmp_path / f'long_{i}.wav')
     os.link(first, files[-1])
   out, peak_mb = run_measured(env, f'--workdir={workdir}', '--batch_size=2', *files)
   assert out.returncode == 0, out.stderr[-3000:]
@@ -213,6 +214,20 @@ def test_memory_does_not_grow_with_the_number_or_length_of_files(workdir, env, t
   assert [line['file'] for line in lines] == list(map(str, files))
   assert [line['index'] for line in lines] == list(range(16))
   assert all(line['probabilities'] == lines[0]['probabilities'] for line in lines)
+
+
+def test_a_file_at_1_hz_is_refused_before_it_is_resampled(workdir, env, tmp_path):
+  # 2000 samples at 1 Hz: a 4 KB file that would be 33 minutes at 16 kHz
+  # (a 4 MB one, 64 GB): refused from its header, before any is read.
+  path = tmp_path / 'one_hz.wav'
+  sf.write(path, (0.1 * np.random.default_rng(0).standard_normal(2000)).astype(np.float32),
+           1, subtype='FLOAT')
+  out, peak_mb = run_measured(env, f'--workdir={workdir}', path)
+  assert out.returncode == 1, out.stderr[-3000:]
+  assert strict_lines(out.stdout) == [{
+      'file': str(path), 'error': f'{path}: unreadable audio (sample rate 1 Hz, below '
+                                  'the 4000 Hz of any speech recording)'}]
+  assert peak_mb < 1500, f'peak RSS {peak_mb:.0f} MB'
 
 
 def test_groups_keep_the_output_order_and_the_embeddings_rows(workdir, tones, env, tmp_path):

@@ -828,6 +828,8 @@ def identity_runs(reference, later, jobs, base, tone_manifest, small_disks,
     shutil.copytree(reference, root / name / 'seed0' / 'fold0')
     digests[name] = tree_digest(root / name)
     jobs.start(name, crossval_cli(root / name, base, *flags))
+  jobs.start('crossval_bad_seed', crossval_cli(root / 'crossval_bad_seed', base,
+                                               '--seeds=0,x'))
   # Damaged latest checkpoints: a stray step folder, flipped bits.
   stray = copy('stray_step')
   (stray / checkpoint.LATEST / '999').mkdir()
@@ -915,6 +917,12 @@ def test_crossval_reuses_a_finished_run_only_of_the_same_identity(identity_runs,
                  'model.gru_units: 8 -> 32')
   assert not (root / 'summary.json').exists() and not (root / 'summary.md').exists()
   assert tree_digest(root) == identity_runs['digests']['crossval_other']
+
+
+def test_crossval_refuses_a_seed_that_is_not_a_number(identity_runs, jobs):
+  assert_refused(*jobs.result('crossval_bad_seed'),
+                 "jaxser: --seeds: 'x' is not a whole number >= 0")
+  assert not (identity_runs['root'] / 'crossval_bad_seed' / 'seed0').exists()
 
 
 # --------------------------------------------------------------------------

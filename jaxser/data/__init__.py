@@ -178,6 +178,9 @@ def check_audio(path: str, *, min_frames: int = MIN_FRAMES) -> list[Issue]:
     return [Issue('truncated audio', path, audio.describe_truncation(*cut))]
   if info.frames <= 0:
     return [Issue('empty audio', path, '0 samples')]
+  if info.samplerate < audio.MIN_SAMPLE_RATE:
+    return [Issue('unreadable audio', path, f'sample rate {info.samplerate} Hz, below '
+                  f'the {audio.MIN_SAMPLE_RATE} Hz of any speech recording')]
   if info.subtype in _FLOAT_SUBTYPES:
     fault = _non_finite(path)
     if fault:

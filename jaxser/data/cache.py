@@ -1,16 +1,12 @@
 """The feature cache: spectrograms computed once, read at random afterwards.
 
 The key. Features depend on the audio files' content and on `FeatureParams`,
-so a cache folder's key hashes the format `VERSION`, `corpus_fingerprint`
-(every utterance's id, label, speaker, gender, session, improvised, corpus
-and a hash of its file's bytes) and `params.fingerprint()`. An edited file
+so a cache folder's key hashes the format `VERSION`, the corpus' fingerprint
+(`fingerprint.corpus_fingerprint`: every utterance's record and a hash of its
+file's bytes, memoised by stat) and `params.fingerprint()`. An edited file
 (even one whose size and modification time were set back), a different
 utterance set or label, or any changed parameter gives a new key, hence a new
-folder; nothing stale is read. Hashing a large corpus at every run start
-would be slow (IEMOCAP is 1.5 GB), so `<cache_dir>/content_hashes.json`
-remembers each file's hash with its size, mtime, ctime and inode, and a hash
-is reused only while all four are unchanged: ctime cannot be set back by a
-user, so an edit that restores the mtime is still seen.
+folder; nothing stale is read.
 
 The format. A cache folder `<cache_dir>/<kind>-<key>/` holds
 
@@ -55,11 +51,8 @@ import hashlib
 import json
 import os
 import pathlib
-import secrets
 import shutil
-import stat
-import time
-from typing import Iterable, Sequence
+from typing import Sequence
 import zlib
 
 from absl import logging
@@ -69,71 +62,17 @@ import tqdm
 
 from jaxser import audio
 from jaxser import features
+from jaxser import fileio
+from jaxser.data import fingerprint
 from jaxser.data import records
 from jaxser.errors import AudioError
 from jaxser.errors import CorpusError
+from jaxser.errors import JaxserError
 
 VERSION = 2  # bump when the file format or the extraction changes
 DATA_FILE = 'features.f32'
 INDEX_FILE = 'index.json'
-HASHES_FILE = 'content_hashes.json'  # in cache_dir: the memo of file hashes
 _DTYPE = np.dtype('<f4')
-_HASH_BLOCK = 1 << 20  # bytes read at a time when hashing a file
-# A file whose ctime is this recent may change again within the same clock
-# tick without its ctime moving (git's "racily clean" files): its hash is
-# used but not remembered.
-_RACY_NS = 2_000_000_000
-
-
-def corpus_fingerprint(utterances: Sequence[records.Utterance], cache_dir) -> str:
-  """A hash of what the utterances are: their records and their files' bytes.
-
-  Covers, per utterance in id order, the id, label, speaker, gender,
-  session, improvised, corpus and a hash of the audio file's content (None
-  for a file that cannot be read), but not the path: a corpus moved to
-  another folder keeps its fingerprint, while an edited file changes it even
-  if its size and modification time were set back. It identifies the data a
-  run trained on (feature cache keys, checkpoints' run identity).
-
-  Args:
-    utterances: the corpus.
-    cache_dir: where the memo of file hashes lives (`HASHES_FILE`); files
-      whose size, mtime, ctime and inode are as remembered are not read.
-
-  Returns:
-    A 64-digit hexadecimal SHA-256.
-  """
-  return _fingerprint(utterances, content_hashes([u.path for u in utterances],
-                                                 cache_dir))
-
-
-def content_hashes(paths: Iterable[str], cache_dir) -> dict[str, str | None]:
-  """Each file's BLAKE2b content hash (None if unreadable), memoised by stat.
-
-  Args:
-    paths: the files.
-    cache_dir: the folder of the memo (`HASHES_FILE`, written atomically).
-
-  Returns:
-    `{path: hex digest or None}` for every path given.
-  """
-  memo_path = pathlib.Path(cache_dir) / HASHES_FILE
-  memo = _read_memo(memo_path)
-  hashes, changed = {}, False
-  for path in sorted(set(paths)):
-    key = os.path.abspath(path)
-    stamp = _stamp(path)
-    entry = memo.get(key)
-    if stamp is not None and entry is not None and entry[:4] == stamp:
-      hashes[path] = entry[4]
-      continue
-    hashes[path] = None if stamp is None else _hash_file(path)
-    if hashes[path] is not None and time.time_ns() - stamp[2] > _RACY_NS:
-      memo[key] = stamp + [hashes[path]]
-      changed = True
-  if changed:
-    _write_memo(memo_path, memo)
-  return hashes
 
 
 def cache_key(fingerprint: str, params: features.FeatureParams) -> str:
@@ -203,8 +142,8 @@ class FeatureCache:
     ids = [u.id for u in utterances]
     if len(set(ids)) != len(ids):
       raise CorpusError('feature cache: utterance ids are not unique')
-    hashes = content_hashes([u.path for u in utterances], cache_dir)
-    key = cache_key(_fingerprint(utterances, hashes), params)
+    hashes = fingerprint.content_hashes([u.path for u in utterances], cache_dir)
+    key = cache_key(fingerprint.of(utterances, hashes), params)
     folder = pathlib.Path(cache_dir) / f'{params.kind}-{key}'
     problem = verify(folder, ids, params) if folder.exists() else 'absent'
     if problem is None:
@@ -219,7 +158,7 @@ class FeatureCache:
                     batch_size=batch_size, chunk_size=chunk_size)
       except OSError as e:
         raise CorpusError(f'feature cache {folder}: cannot be written '
-                          f'({_reason(e)}); nothing was kept') from e
+                          f'({fileio.reason(e)}); nothing was kept') from e
     cache = cls(folder, utterances)
     if cache.skipped:
       message = (f'feature cache {folder}: {len(cache.skipped)} utterances '
@@ -275,14 +214,14 @@ def verify(folder, ids: Sequence[str], params: features.FeatureParams
   try:
     index = json.loads((folder / INDEX_FILE).read_text())
   except (OSError, ValueError) as e:
-    return f'{INDEX_FILE} unreadable ({_reason(e)})'
+    return f'{INDEX_FILE} unreadable ({fileio.reason(e)})'
   try:
     return (_index_problem(index, ids, params)
             or _data_problem(folder / DATA_FILE, index))
   except OSError as e:  # the index was read: this is the data file
-    return f'{DATA_FILE} unreadable ({_reason(e)})'
+    return f'{DATA_FILE} unreadable ({fileio.reason(e)})'
   except (KeyError, TypeError, ValueError, AttributeError) as e:
-    return f'{INDEX_FILE} malformed ({type(e).__name__}: {_reason(e)})'
+    return f'{INDEX_FILE} malformed ({type(e).__name__}: {fileio.reason(e)})'
 
 
 def _index_problem(index: dict, ids: Sequence[str],
@@ -343,7 +282,7 @@ def duplicate_audio(utterances: Sequence[records.Utterance],
 
   Args:
     utterances: the corpus.
-    hashes: `content_hashes` of their paths.
+    hashes: `fingerprint.content_hashes` of their paths.
 
   Returns:
     `{id: Issue}`: every copy but the first (by id) when the copies agree on
@@ -426,7 +365,9 @@ def _write_features(path: pathlib.Path, utterances, params, batch_size: int,
         extracted = features.extract_numpy(waveforms, params, batch_size=batch_size)
         for utt, waveform, feature in zip(chunk, waveforms, extracted):
           if not np.isfinite(feature).all():
-            issues[utt.id] = _overflow_issue(utt.path, waveform)
+            issues[utt.id] = records.Issue(
+                'non-finite features', utt.path,
+                features.non_finite_reason(waveform, params))
             continue
           data = np.ascontiguousarray(feature, _DTYPE).tobytes()
           out.write(data)
@@ -454,88 +395,5 @@ def _issue(path: str, error: AudioError) -> records.Issue:
   return records.Issue(error.kind, path, str(error).removeprefix(f'{path}: '))
 
 
-def _overflow_issue(path: str, waveform: np.ndarray) -> records.Issue:
-  peak = float(np.max(np.abs(waveform)))
-  return records.Issue(
-      'non-finite features', path,
-      f'the features are NaN or Inf: the audio\'s power overflows float32 '
-      f'(peak amplitude {peak:.3g}; audio is expected within [-1, 1])')
-
-
 def _shorten(text: str, limit: int = 300) -> str:
   return text if len(text) <= limit else text[:limit - 3] + '...'
-
-
-def _reason(error: Exception) -> str:
-  """An error in a few words: the system's for an OSError."""
-  if isinstance(error, OSError) and error.strerror:
-    return error.strerror
-  return _shorten(str(error).splitlines()[0] if str(error) else '', 120)
-
-
-# --------------------------------------------------------------------------
-# The corpus fingerprint and its memo of file hashes.
-
-
-def _fingerprint(utterances: Sequence[records.Utterance],
-                 hashes: dict[str, str | None]) -> str:
-  digest = hashlib.sha256()
-  for utt in sorted(utterances, key=lambda u: u.id):
-    fields = [utt.id, utt.label, utt.speaker, utt.gender, utt.session,
-              utt.improvised, utt.corpus, hashes[utt.path]]
-    digest.update(json.dumps(fields).encode() + b'\n')
-  return digest.hexdigest()
-
-
-def _stamp(path: str) -> list[int] | None:
-  """`[size, mtime_ns, ctime_ns, inode]`, or None for no regular file."""
-  try:
-    info = os.stat(path)
-  except OSError:
-    return None
-  if not stat.S_ISREG(info.st_mode):  # a folder, or a pipe that never ends
-    return None
-  return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
-
-
-def _hash_file(path: str) -> str | None:
-  digest = hashlib.blake2b(digest_size=16)
-  try:
-    with open(path, 'rb') as f:
-      while block := f.read(_HASH_BLOCK):
-        digest.update(block)
-  except OSError:  # reported when the file is decoded
-    return None
-  return digest.hexdigest()
-
-
-def _read_memo(path: pathlib.Path) -> dict:
-  """The remembered `{abspath: [size, mtime, ctime, inode, hash]}`, or {}."""
-  try:
-    memo = json.loads(path.read_text())
-  except FileNotFoundError:
-    return {}
-  except (OSError, ValueError) as e:
-    logging.warning('%s is unreadable (%s): hashing every file again', path, e)
-    return {}
-  if not isinstance(memo, dict):
-    return {}
-  return {k: v for k, v in memo.items() if isinstance(v, list) and len(v) == 5}
-
-
-def _write_memo(path: pathlib.Path, memo: dict) -> None:
-  """Writes the memo atomically, without files that are gone."""
-  memo = {k: v for k, v in memo.items() if os.path.exists(k)}
-  tmp = path.with_name(f'.{path.name}.{os.getpid()}-{secrets.token_hex(4)}')
-  try:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, 'w') as f:
-      f.write(json.dumps(memo))
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except OSError as e:  # only a speed-up: the hashes are computed again
-    logging.warning('cannot write %s (%s)', path, _reason(e))
-  finally:
-    if tmp.exists():
-      os.remove(tmp)

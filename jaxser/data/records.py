@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 from absl import logging
 import numpy as np
 
+from jaxser import fileio
 from jaxser.errors import ConfigError
 
 # Emotion names every reader maps its codes to.
@@ -387,7 +388,7 @@ def atomic_folder(final, is_complete: Callable[[pathlib.Path], bool]
       if not is_complete(final):  # anything but a racing run that finished
         raise
     else:
-      sync_folder(final.parent)
+      fileio.fsync_folder(final.parent)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
@@ -401,18 +402,7 @@ def sync_tree(folder: pathlib.Path) -> None:
         os.fsync(fd)
       finally:
         os.close(fd)
-    sync_folder(pathlib.Path(root))
-
-
-def sync_folder(folder: pathlib.Path) -> None:
-  """Makes the names in `folder` durable (where the file system allows)."""
-  fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-  try:
-    os.fsync(fd)
-  except OSError:  # some file systems cannot sync a folder; nothing to lose
-    pass
-  finally:
-    os.close(fd)
+    fileio.fsync_folder(pathlib.Path(root))
 
 
 def _process_alive(pid: int) -> bool:
