@@ -290,3 +290,18 @@ def test_label_maps():
     records.LabelMap(('sad', 'sad'))
   with pytest.raises(ConfigError, match='not a class'):
     records.LabelMap(('sad',), merges=(('excited', 'happy'),))
+
+
+def test_manifest_files_differing_only_in_suffix_keep_apart(tmp_path):
+  # x.flac, x.ogg and x.wav would all default to id 'x' (two dropped as
+  # duplicates); they keep their suffixes, other default ids stay as they were.
+  for suffix, fmt in (('flac', 'FLAC'), ('ogg', 'OGG'), ('wav', 'WAV')):
+    sf.write(tmp_path / f'x.{suffix}', np.full(8000, 0.1, np.float32) * (1 + len(suffix)),
+             16000, format=fmt)
+  write_wav(tmp_path / 'y.wav', seed=4)
+  (tmp_path / 'manifest.csv').write_text(
+      'path,label\nx.flac,angry\nx.ogg,sad\nx.wav,happy\ny.wav,neutral\n')
+  utterances, summary = data.load_corpus('manifest', tmp_path / 'manifest.csv')
+  assert [(u.id, u.label) for u in utterances] == [
+      ('x.flac', 'angry'), ('x.ogg', 'sad'), ('x.wav', 'happy'), ('y', 'neutral')]
+  assert not summary.faults

@@ -7,13 +7,16 @@
 Required columns: `path` (relative paths resolve against the CSV's folder)
 and `label` (a canonical name such as `neutral`, or an alias such as `anger`,
 `fear`, `neu`: see `records.LABEL_ALIASES`). Optional columns: `id` (default:
-the path relative to the CSV's folder, without its suffix), `speaker`,
+the path relative to the CSV's folder, without its suffix unless files differ
+only in their suffix, as `x.flac` and `x.ogg`), `speaker`,
 `session`, `gender` (M/F/male/female; anything else is unknown) and
 `improvised` (true/false, yes/no, 1/0, improvised/scripted). Other columns are
 ignored. Audio may be any format libsndfile reads, at any rate.
 """
 
+import collections
 import csv
+import dataclasses
 import os
 import pathlib
 
@@ -59,9 +62,31 @@ def read(root, *, corpus: str = NAME) -> tuple[list[records.Utterance], list[rec
     raise CorpusError(f'{csv_path}: the manifest has no {" or ".join(missing)} '
                       f'column (columns: {", ".join(columns) or "none"})')
   # Row 1 is the header, so data rows start at 2 (as a spreadsheet shows them).
-  return records.collect(
+  utterances, issues = records.collect(
       _parse(row, csv_path, number, corpus) for number, row in enumerate(rows, 2)
       if any(row.values()))
+  return _keep_suffixes_that_tell_apart(utterances, rows, csv_path), issues
+
+
+def _keep_suffixes_that_tell_apart(utterances, rows, csv_path: pathlib.Path):
+  """Default ids of files that differ only in suffix keep their suffix.
+
+  `x.flac` and `x.ogg` would both default to `x`, and the second be dropped
+  as a duplicate id; as `x.flac` and `x.ogg` both are kept (other default
+  ids stay suffix-free, so existing ids do not change).
+  """
+  given = {os.path.abspath(csv_path.parent / r['path']) for r in rows
+           if r.get('id') and r.get('path')}
+  defaulted = [u for u in utterances if u.path not in given]
+  stems = collections.Counter(u.id for u in defaulted)
+  paths = collections.defaultdict(set)
+  for u in defaulted:
+    paths[u.id].add(u.path)
+  clashing = {i for i, n in stems.items() if n > 1 and len(paths[i]) > 1}
+  return [dataclasses.replace(u, id=pathlib.PurePath(
+              os.path.relpath(u.path, csv_path.parent)).as_posix())
+          if u.path not in given and u.id in clashing else u
+          for u in utterances]
 
 
 def _read_rows(csv_path: pathlib.Path) -> tuple[list[str], list[dict]]:
