@@ -48,3 +48,14 @@ def write_tone_corpus(folder, *, per_class_speaker=2, speakers=('s1', 's2', 's3'
 @pytest.fixture(scope='session')
 def tone_manifest(tmp_path_factory):
   return write_tone_corpus(str(tmp_path_factory.mktemp('tones')))
+
+
+@pytest.fixture(scope='module')
+def env(tmp_path_factory):
+  """The environment of a module's CLI subprocesses: CPU, one shared JAX
+  compilation cache (only the first run compiles; the others load its
+  programs, which also makes their results comparable bit for bit)."""
+  cache = tmp_path_factory.mktemp('jax_compilation_cache')
+  return dict(os.environ, JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(cache),
+              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')

@@ -46,15 +46,6 @@ app.run(predict.main, flags_parser=predict.parse_flags)
 
 
 @pytest.fixture(scope='module')
-def env(tmp_path_factory):
-  """The subprocesses' environment: one shared compilation cache, CPU."""
-  cache = tmp_path_factory.mktemp('jax_compilation_cache')
-  return dict(os.environ, JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(cache),
-              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
-
-
-@pytest.fixture(scope='module')
 def workdir(tone_manifest, env, tmp_path_factory):
   """A tiny trained workdir shared by the tests, with a best/ checkpoint.
 

@@ -105,15 +105,6 @@ app.run(main.main, flags_parser=main.parse_flags)
 
 
 @pytest.fixture(scope='module')
-def env(tmp_path_factory):
-  """The subprocesses' environment: one shared compilation cache, CPU."""
-  cache = tmp_path_factory.mktemp('jax_compilation_cache')
-  return dict(os.environ, JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(cache),
-              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
-
-
-@pytest.fixture(scope='module')
 def base(tone_manifest, tmp_path_factory):
   """The flags every training run here shares (a feature cache built once)."""
   cache = tmp_path_factory.mktemp('features')
