@@ -66,20 +66,29 @@ def write_inputs(folder: str, copies: int) -> dict[str, list[str]]:
           f'long x {copies}': many}
 
 
+# Runs argv[1:] as a child of a fresh, small process and writes the child's
+# peak RSS (KiB) to $PEAK_RSS_FILE. Linux carries a process's peak across
+# fork and exec, so a child forked from this process (which holds the inputs'
+# samples) would report this one's size.
+MEASURE = ('import os, sys; pid = os.fork() or os.execvp(sys.argv[1], sys.argv[1:]); '
+           '_, status, usage = os.wait4(pid, 0); '
+           "open(os.environ['PEAK_RSS_FILE'], 'w').write(str(usage.ru_maxrss)); "
+           'sys.exit(os.waitstatus_to_exitcode(status))')
+
+
 def peak_rss(argv: list[str], code: str) -> tuple[float, float, int]:
   """`(peak RSS in MB, seconds, exit status)` of one command in a fresh process."""
-  env = dict(os.environ, PYTHONPATH=code, JAX_PLATFORMS=os.environ.get('JAX_PLATFORMS', 'cpu'))
-  start = time.perf_counter()
-  proc = subprocess.Popen(argv, cwd=code, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE)
-  # Read stderr while it runs: a full pipe would block the child.
-  err = proc.stderr.read().decode(errors='replace')
-  _, status, usage = os.wait4(proc.pid, 0)
-  proc.returncode = os.waitstatus_to_exitcode(status)
-  seconds = time.perf_counter() - start
-  if proc.returncode:
-    print(f'  ({" ".join(argv[2:4])}... exited {proc.returncode}: {err.strip()[-300:]})')
-  return usage.ru_maxrss / 1024, seconds, proc.returncode  # ru_maxrss: KiB on Linux
+  with tempfile.NamedTemporaryFile() as peak:
+    env = dict(os.environ, PYTHONPATH=code, PEAK_RSS_FILE=peak.name,
+               JAX_PLATFORMS=os.environ.get('JAX_PLATFORMS', 'cpu'))
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, '-c', MEASURE, *argv], cwd=code, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seconds = time.perf_counter() - start
+    if proc.returncode:
+      err = proc.stderr.decode(errors='replace')
+      print(f'  ({" ".join(argv[2:4])}... exited {proc.returncode}: {err.strip()[-300:]})')
+    return int(open(peak.name).read()) / 1024, seconds, proc.returncode
 
 
 def main():

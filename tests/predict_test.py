@@ -91,17 +91,24 @@ def assert_refused(out: subprocess.CompletedProcess, message: str) -> None:
   assert 'Traceback' not in out.stderr
 
 
+# Runs argv[1:] as a child of a fresh, small process and writes the child's
+# peak RSS (KiB) to $PEAK_RSS_FILE. Linux carries a process's peak across
+# fork and exec, so a child forked from this (large) pytest process would
+# report pytest's own size.
+MEASURE = ('import os, sys; pid = os.fork() or os.execvp(sys.argv[1], sys.argv[1:]); '
+           '_, status, usage = os.wait4(pid, 0); '
+           "open(os.environ['PEAK_RSS_FILE'], 'w').write(str(usage.ru_maxrss)); "
+           'sys.exit(os.waitstatus_to_exitcode(status))')
+
+
 def run_measured(env, *args) -> tuple[subprocess.CompletedProcess, float]:
-  """Runs the CLI: its result and its peak resident set in MB (`os.wait4`)."""
-  with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err:
-    proc = subprocess.Popen([sys.executable, '-m', 'jaxser.predict', *map(str, args)],
-                            cwd=ROOT, env=env, stdout=out, stderr=err)
-    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out.seek(0)
-    err.seek(0)
-    result = subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
-  return result, usage.ru_maxrss / 1024  # KiB on Linux
+  """Runs the CLI: its result and its own peak resident set in MB."""
+  with tempfile.NamedTemporaryFile() as peak:
+    result = subprocess.run(
+        [sys.executable, '-c', MEASURE, sys.executable, '-m', 'jaxser.predict',
+         *map(str, args)], cwd=ROOT, env=dict(env, PEAK_RSS_FILE=peak.name),
+        capture_output=True, text=True)
+    return result, int(pathlib.Path(peak.name).read_text()) / 1024  # KiB
 
 
 def write_loud_noise(path, seed=0) -> float:
