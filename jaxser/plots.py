@@ -1,4 +1,5 @@
-"""PNG figures: confusion matrix, 2-D PCA of the embeddings, training curves.
+"""PNG figures: confusion matrix, 2-D PCA of the embeddings, training curves,
+and a study's UA/WA per variant and against lambda or alpha.
 
 Every function takes the output path, writes one PNG there (creating its
 folder) and returns the path. Figures are built as `matplotlib.figure.Figure`
@@ -17,6 +18,9 @@ from matplotlib import figure as mpl_figure
 import numpy as np
 
 from jaxser import metrics
+
+__all__ = ['confusion', 'embeddings_pca', 'pca_2d', 'training_curves',
+           'ua_wa_bars', 'ua_wa_curve']
 
 _DPI = 120
 
@@ -186,37 +190,94 @@ def training_curves(records: Sequence[Mapping], path):
   return _save(fig, path)
 
 
-def bars(groups: Mapping[str, Sequence[float]], path, *, ylabel: str = '',
-         title: str = ''):
-  """One bar per group: the mean, its population std and every value.
+def ua_wa_bars(rows: Sequence[Mapping], path, *, title: str = ''):
+  """Grouped UA/WA bars, one group per variant, the paper's as markers.
 
-  For ablations: e.g. `{'softmax': [UA per seed], 'centre loss': [...]}`.
+  The paper's Figure 5: each bar is the mean with its std as the error bar,
+  labelled with the mean; a diamond marks the paper's number where it has one.
 
   Args:
-    groups: name -> values (per seed or fold), in the order to draw.
+    rows: a study's rows (`ablate_report.variant_row`): 'variant', 'ua_mean',
+      'ua_std', 'wa_mean', 'wa_std' and 'paper_ua', 'paper_wa' (None where
+      the paper does not report them), all in %.
     path: the PNG to write.
-    ylabel: the y axis label.
     title: the figure title.
 
   Returns:
     `path`.
   """
-  names = list(groups)
-  fig = mpl_figure.Figure(figsize=(1.5 + 1.2 * len(names), 4))
+  fig = mpl_figure.Figure(figsize=(2 + 1.4 * len(rows), 4.5))
   ax = fig.add_subplot()
-  for position, name in enumerate(names):
-    values = np.asarray(groups[name], np.float64)
-    if not values.size:
-      raise ValueError(f'bars: group {name!r} has no values')
-    ax.bar(position, values.mean(), yerr=values.std(), capsize=4,
-           color='lightsteelblue', edgecolor='steelblue')
-    ax.scatter(np.full(len(values), position), values, s=10, color='black',
-               zorder=3)
-    ax.annotate(f'{values.mean():.2f}', (position, values.mean() + values.std()),
-                textcoords='offset points', xytext=(0, 4), ha='center',
-                fontsize=8)
-  ax.set_xticks(range(len(names)), names, rotation=20, ha='right')
-  ax.set_ylabel(ylabel)
+  x = np.arange(len(rows))
+  for offset, metric, colour in ((-0.2, 'ua', 'steelblue'), (0.2, 'wa', 'darkorange')):
+    means = [r[f'{metric}_mean'] for r in rows]
+    ax.bar(x + offset, means, width=0.38, yerr=[r[f'{metric}_std'] for r in rows],
+           capsize=3, color=colour, alpha=0.75, label=f'{metric.upper()} measured')
+    for xi, mean in zip(x + offset, means):
+      ax.annotate(f'{mean:.1f}', (xi, mean), textcoords='offset points',
+                  xytext=(0, 2), ha='center', va='bottom', fontsize=7)
+    paper = [(xi, r[f'paper_{metric}']) for xi, r in zip(x + offset, rows)
+             if r[f'paper_{metric}'] is not None]
+    if paper:
+      ax.scatter(*zip(*paper), marker='D', s=28, color=colour, edgecolor='black',
+                 zorder=3, label=f'{metric.upper()} paper (IEMOCAP)')
+  ax.set_xticks(x, [r['variant'] for r in rows], rotation=20, ha='right')
+  top = max(max(r['ua_mean'] + r['ua_std'], r['wa_mean'] + r['wa_std'],
+                r['paper_ua'] or 0, r['paper_wa'] or 0) for r in rows)
+  ax.set_ylim(0, 1.25 * top)  # room for the legend above the bars
+  ax.set_ylabel('%')
   ax.set_title(title)
   ax.grid(axis='y', alpha=0.3)
+  ax.legend(fontsize=8, loc='upper center', ncol=2)
+  return _save(fig, path)
+
+
+def ua_wa_curve(rows: Sequence[Mapping], field: str, path, *, title: str = ''):
+  """UA/WA (mean ± std) against lambda or alpha, the paper's dashed.
+
+  The paper's Figure 3. lambda goes on a log axis, with lambda 0 drawn a
+  decade left of the smallest positive value, past a dotted break.
+
+  Args:
+    rows: a sweep's rows (`ablate_report.sweep`), as for `ua_wa_bars`, each
+      with `field` too.
+    field: 'lambda' or 'alpha'.
+    path: the PNG to write.
+    title: the figure title.
+
+  Returns:
+    `path`.
+  """
+  values = np.array([r[field] for r in rows], np.float64)
+  positive = values[values > 0]
+  logx = field == 'lambda' and len(positive) > 0
+  # On the log axis lambda 0 sits a decade below the smallest positive value.
+  zero_at = positive.min() / 10 if logx else 0.0
+  x = np.where(values > 0, values, zero_at)
+  fig = mpl_figure.Figure(figsize=(6, 4.2))
+  ax = fig.add_subplot()
+  for metric, colour in (('ua', 'steelblue'), ('wa', 'darkorange')):
+    ax.errorbar(x, [r[f'{metric}_mean'] for r in rows],
+                yerr=[r[f'{metric}_std'] for r in rows], marker='o', capsize=3,
+                color=colour, label=f'{metric.upper()} measured')
+    paper = [(xi, r[f'paper_{metric}']) for xi, r in zip(x, rows)
+             if r[f'paper_{metric}'] is not None]
+    if paper:
+      ax.plot(*zip(*paper), linestyle='--', marker='D', color=colour, alpha=0.6,
+              label=f'{metric.upper()} paper (IEMOCAP)')
+  if logx:
+    ax.set_xscale('log')
+    ax.set_xticks(x, [f'{v:g}' for v in values])
+    ax.minorticks_off()
+    if np.any(values == 0):
+      ax.axvline(np.sqrt(zero_at * positive.min()), color='grey', linestyle=':',
+                 linewidth=1)  # the axis is broken here: 0 is not on the log scale
+  else:
+    ax.set_xticks(values, [f'{v:g}' for v in values])
+  ax.set_xlabel('λ (centre-loss weight)' if field == 'lambda' else
+                'α (centre update rate)')
+  ax.set_ylabel('%')
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
   return _save(fig, path)

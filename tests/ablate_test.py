@@ -10,20 +10,21 @@ import sys
 import numpy as np
 import pytest
 
-from configs import demo  # pylint: disable=g-import-not-at-top,g-bad-import-order
-from configs import tiny  # pylint: disable=g-import-not-at-top
+from jaxser.configs import demo  # pylint: disable=g-import-not-at-top,g-bad-import-order
+from jaxser.configs import tiny  # pylint: disable=g-import-not-at-top
 from jaxser import ablate  # pylint: disable=g-import-not-at-top
 from jaxser import crossval  # pylint: disable=g-import-not-at-top
 from jaxser import experiment  # pylint: disable=g-import-not-at-top
 from jaxser import report  # pylint: disable=g-import-not-at-top
+from jaxser import studies  # pylint: disable=g-import-not-at-top
 from jaxser import train  # pylint: disable=g-import-not-at-top
 from jaxser.errors import JaxserError  # pylint: disable=g-import-not-at-top
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
-STUDY = ablate.Study('custom', 'lambda 0 against 0.3', (
-    ablate.Variant('softmax', 'mel', 0.0, 0.5),
-    ablate.Variant('center', 'mel', 0.3, 0.5)))
+STUDY = studies.Study('custom', 'lambda 0 against 0.3', (
+    studies.Variant('softmax', 'mel', 0.0, 0.5),
+    studies.Variant('center', 'mel', 0.3, 0.5)))
 
 
 def tiny_config(manifest, tmp_path):
@@ -107,8 +108,8 @@ def test_study_writes_tables_and_figures_and_a_rerun_trains_nothing(
   mtimes = [os.path.getmtime(p) for p in finished]
   trained.clear()
   crossvalidated = counting(monkeypatch, crossval, 'run')
-  shared = ablate.Study('shared', 'the softmax run again', (
-      ablate.Variant('lambda0', 'mel', 0.0, 0.5),))
+  shared = studies.Study('shared', 'the softmax run again', (
+      studies.Variant('lambda0', 'mel', 0.0, 0.5),))
   again = ablate.run(config, workdir, [STUDY, shared], seeds=[0], folds=[0])
   assert trained == [] and crossvalidated == []
   assert again['custom']['rows'] == result['custom']['rows']
@@ -121,21 +122,6 @@ def test_study_writes_tables_and_figures_and_a_rerun_trains_nothing(
   with pytest.raises(JaxserError, match='another config.*num_train_steps'):
     ablate.run(config, workdir, [STUDY], seeds=[0], folds=[0])
   assert trained == []
-
-
-def test_named_studies_share_runs_and_have_the_papers_numbers():
-  variants = [v for study in ablate.STUDIES.values() for v in study.variants]
-  assert len(variants) == 14 and len({v.key for v in variants}) == 11
-  assert sum(v.key == 'mel_lambda0.3_alpha0.5' for v in variants) == 3
-  assert all(ablate.paper_result(v) is not None for v in variants)
-  assert [ablate.paper_result(v).ua for v in ablate.STUDIES['lambda'].variants] == [
-      63.80, 64.81, 65.71, 66.86, 60.08]
-  assert [ablate.paper_result(v).ua for v in ablate.STUDIES['alpha'].variants] == [
-      66.76, 66.85, 66.86, 66.96, 66.41]
-  assert [ablate.paper_result(v).setting for v in ablate.STUDIES['settings'].variants] == [
-      '1', '2', '3', '4']
-  # lambda 0 does not use the centres: its paper numbers do not depend on alpha.
-  assert ablate.paper_result(ablate.Variant('x', 'stft', 0.0, 0.9)).ua == 60.97
 
 
 def test_quick_config_is_valid_and_changes_only_its_fields():
@@ -153,7 +139,7 @@ def test_quick_config_is_valid_and_changes_only_its_fields():
 
 def test_command_line_flags():
   out = subprocess.run(
-      [sys.executable, '-m', 'jaxser.ablate', '--config=configs/tiny.py',
+      [sys.executable, '-m', 'jaxser.ablate', '--config=jaxser/configs/tiny.py',
        '--workdir=/nonexistent', '--study=settings,nope'],
       cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
   assert out.returncode != 0

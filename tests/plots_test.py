@@ -96,9 +96,30 @@ def test_training_curves_without_dev_records(tmp_path):
   assert_png(plots.training_curves([], tmp_path / 'empty.png'), min_bytes=2000)
 
 
-def test_bars_writes_png(tmp_path):
-  path = plots.bars({'softmax': [0.61, 0.63, 0.62], 'centre loss': [0.66, 0.67]},
-                    tmp_path / 'bars.png', ylabel='UA')
+def study_rows(field, values, paper_ua):
+  """Rows as `ablate_report.variant_row` makes them, differing in `field`."""
+  rows = []
+  for value, paper in zip(values, paper_ua):
+    row = {'variant': f'{field}{value:g}', 'features': 'mel', 'lambda': 0.3,
+           'alpha': 0.5, 'ua_mean': 60 + value, 'ua_std': 1.5,
+           'wa_mean': 58 + value, 'wa_std': 0.8, 'paper_ua': paper,
+           'paper_wa': None}
+    row[field] = value
+    rows.append(row)
+  return rows
+
+
+def test_ua_wa_bars_writes_png(tmp_path):
+  rows = study_rows('lambda', (0.0, 0.3), (63.80, None))
+  path = tmp_path / 'bars.png'
+  assert plots.ua_wa_bars(rows, path, title='settings') == path
   assert_png(path)
-  with pytest.raises(ValueError, match='no values'):
-    plots.bars({'empty': []}, tmp_path / 'no.png')
+
+
+@pytest.mark.parametrize('field,values', [('lambda', (0.0, 0.003, 0.3, 3.0)),
+                                          ('alpha', (0.1, 0.5, 0.9))])
+def test_ua_wa_curve_writes_png(tmp_path, field, values):
+  rows = study_rows(field, values, [66.0 + v for v in values])
+  path = tmp_path / f'{field}.png'
+  assert plots.ua_wa_curve(rows, field, path, title=field) == path
+  assert_png(path)
