@@ -45,11 +45,11 @@ case "$cmd" in
     setup
     exec "$venv/bin/python" -m pytest tests "$@" ;;
   demo)
-    # The paper's model on the synthesised demo corpus (configs/demo.py); the
+    # The paper's model on the synthesised demo corpus (jaxser/configs/demo.py); the
     # corpus and its features are built on first use and cached.
     setup
     workdir="${JAXSER_DEMO_WORKDIR:-$root/workdir/demo}"
-    exec "$venv/bin/python" -m jaxser.main --config=configs/demo.py \
+    exec "$venv/bin/python" -m jaxser.main --config=jaxser/configs/demo.py \
       --workdir="$workdir" --alsologtostderr "$@" ;;
   bench)
     setup
@@ -61,7 +61,7 @@ case "$cmd" in
     # The paper's settings 1-4 and lambda/alpha sweeps (jaxser/ablate.py) on the
     # demo corpus; --quick is the 2-core CPU size. Later flags override earlier.
     setup
-    exec "$venv/bin/python" -m jaxser.ablate --config=configs/demo.py \
+    exec "$venv/bin/python" -m jaxser.ablate --config=jaxser/configs/demo.py \
       --workdir="$root/workdir/ablate" --alsologtostderr "$@" ;;
   help|-h|--help)
     sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' ;;

@@ -31,7 +31,7 @@ def child(args) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from configs import default as default_config  # pylint: disable=g-import-not-at-top
+  from jaxser.configs import default as default_config  # pylint: disable=g-import-not-at-top
   from jaxser import parallel  # pylint: disable=g-import-not-at-top
   from jaxser import train  # pylint: disable=g-import-not-at-top
   import train_step as bench  # pylint: disable=g-import-not-at-top

@@ -89,7 +89,7 @@ def main():
     print(line)
   print(f'  log_mel: one call on the padded batch, first call incl. compile '
         f'{compile_s:.2f} s; extract_numpy: lists in and out, batches of 32 on '
-        f'2 threads; XLA rfft alone: the FFT of the same {args.utterances * features.num_frames(n)} '
+        f'2 threads; XLA rfft alone: the FFT of the same {args.utterances * features.num_frames(n, features.FeatureParams().hop_length)} '
         f'frames, the most one log_mel call could reach')
 
 

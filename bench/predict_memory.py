@@ -17,7 +17,7 @@ compilation and prediction included) and its wall time:
   long x N  N copies of the 30-minute file in one command: memory must not
             grow with the number of files
 
-Without --workdir it first trains `configs/tiny.py` on the synthesised demo
+Without --workdir it first trains `jaxser/configs/tiny.py` on the synthesised demo
 corpus for a few steps in a temporary folder (the model's size is not what
 is measured: the audio and features are). `--code` runs the command from
 another checkout (`git worktree add /tmp/old <commit>`) to compare with an
@@ -39,7 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def train_tiny(workdir: str) -> None:
   """A few steps of the tiny config on the demo corpus: a workdir to restore."""
   subprocess.run(
-      [sys.executable, '-m', 'jaxser.main', '--config=configs/tiny.py',
+      [sys.executable, '-m', 'jaxser.main', '--config=jaxser/configs/tiny.py',
        f'--workdir={workdir}', f'--config.cache_dir={workdir}_cache',
        '--config.plots=False', '--config.num_train_steps=4',
        '--config.eval_start_step=2'],

@@ -1,4 +1,10 @@
-"""How every jaxser command ends on a fault: one `jaxser:` line, exit status 1.
+"""What every jaxser command shares: its common flags and how a fault ends it.
+
+Each command (`main`, `crossval`, `ablate`, `predict`) defines its flags only
+when run (`define_flags`, so importing it defines nothing) and starts with
+`cli.run(main, define_flags)`. The flags are parsed by `parse_flags`: an
+unknown `--config.<field>` or a bad flag value is one line, with
+ml_collections' "did you mean" where it has one.
 
 A command's `main` is wrapped with `@cli.exits_on_error`: a `JaxserError`
 (bad input, a refused resume, a failed write), an unexpected `OSError` (a
@@ -16,13 +22,56 @@ import os
 import sys
 from typing import Callable, NoReturn
 
+from absl import app
+from absl import flags
 from absl import logging
+from ml_collections import config_flags
 
 from jaxser import fileio
 from jaxser.errors import ConfigError
 from jaxser.errors import JaxserError
 
+__all__ = ['define_config_flags', 'exits_on_error', 'fail', 'indices',
+           'parse_flags', 'run']
+
 MAX_LINE = 400  # characters of one message line
+
+
+def define_config_flags(workdir_help: str) -> None:
+  """`--config` (a config file, `path.py[:arg]`) and `--workdir`, required."""
+  flags.DEFINE_string('workdir', None, workdir_help)
+  config_flags.DEFINE_config_file('config', None, 'The experiment config file '
+                                  '(path.py, or path.py:arg for a variant).')
+  flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with every fault as one `jaxser:` line.
+
+  ml_collections raises AttributeError (or KeyError) from inside the flag
+  parser for a `--config.<field>` the config does not have, which would end
+  in a traceback; absl's own errors would print the whole usage.
+  """
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:
+    detail = e
+    while isinstance(detail, BaseException) and detail.args:
+      detail = detail.args[0]  # the KeyError inside, then its text
+    detail = str(detail).replace('\n', '; ')
+    overrides = [a.split('=')[0] for a in argv[1:] if a.startswith('--config.')]
+    if not any(f"'{o.rsplit('.', 1)[-1]}'" in detail for o in overrides):
+      raise  # not an override's field: an error in the config file itself
+    fail(f'unknown config field {detail} (overrides given: {", ".join(overrides)}); '
+         'the config file lists the fields that exist')
+  except flags.Error as e:
+    fail(str(e))
+
+
+def run(main: Callable, define_flags: Callable[[], None]) -> None:
+  """Defines a command's flags and runs its `main` under absl."""
+  define_flags()
+  app.run(main, flags_parser=parse_flags)
 
 
 def fail(message: str) -> NoReturn:

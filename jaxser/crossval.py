@@ -1,6 +1,6 @@
 """Runs every fold of a protocol with several seeds and summarises them.
 
-  python -m jaxser.crossval --config=configs/default.py --workdir=/tmp/cv \
+  python -m jaxser.crossval --config=jaxser/configs/default.py --workdir=/tmp/cv \
       --config.corpus_root=/data/IEMOCAP_full_release --seeds=0,1,2
 
 Each (seed, fold) trains in `<workdir>/seed<s>/fold<k>` with the seed used for
@@ -14,34 +14,28 @@ std, and the averaged row-normalised confusion matrix.
 
 import json
 import os
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from jaxser import cli  # pylint: disable=g-import-not-at-top
-from jaxser import experiment  # pylint: disable=g-import-not-at-top
-from jaxser import fileio  # pylint: disable=g-import-not-at-top
-from jaxser import protocols  # pylint: disable=g-import-not-at-top
-from jaxser import report  # pylint: disable=g-import-not-at-top
-from jaxser import train  # pylint: disable=g-import-not-at-top
-from jaxser.errors import JaxserError  # pylint: disable=g-import-not-at-top
+from jaxser import cli
+from jaxser import experiment
+from jaxser import fileio
+from jaxser import protocols
+from jaxser import report
+from jaxser import train
+from jaxser.errors import JaxserError
 
 
 
 def define_flags():
   """The command's flags (defined only when run as a program)."""
-  flags.DEFINE_string('workdir', None, 'Root of the per-fold workdirs.')
+  cli.define_config_flags('Root of the per-fold workdirs.')
   flags.DEFINE_list('seeds', ['0'], 'Seeds (initialisation and subsets).')
   flags.DEFINE_list('folds', None, 'Folds to run (default: all).')
   flags.DEFINE_bool('start_over', False, 'Discard every (seed, fold) run '
                     'found in --workdir and train them all anew.')
-  config_flags.DEFINE_config_file('config', None, 'The experiment config file.')
-  flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False) -> dict:
@@ -122,5 +116,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  define_flags()
-  app.run(main)
+  cli.run(main, define_flags)

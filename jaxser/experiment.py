@@ -23,6 +23,7 @@ from jaxser import losses
 from jaxser import models
 from jaxser import parallel
 from jaxser import protocols
+from jaxser import standardize
 from jaxser.data import cache as cache_lib
 from jaxser.data import fingerprint
 from jaxser import fileio
@@ -42,7 +43,7 @@ class RunData:
   dev: input_pipeline.Examples
   test: input_pipeline.Examples
   class_weights: np.ndarray  # [classes]
-  standardizer: features_lib.Standardizer
+  standardizer: standardize.Standardizer
   identity: dict  # `run_identity`: what the run's checkpoints mean
 
 
@@ -166,7 +167,7 @@ def _prepare(config: ml_collections.ConfigDict, workdir: str) -> RunData:
     empty = [c for c, n in zip(label_map.classes, counts) if n == 0]
     raise ConfigError(f'config.classes={config.classes!r}: no training utterance '
                       f'of class {", ".join(empty)} in fold {fold.name}')
-  standardizer = features_lib.fit_standardizer(feats[int(i)] for i in fold.train)
+  standardizer = standardize.fit_standardizer(feats[int(i)] for i in fold.train)
   logging.info('fold %s: %d train, %d dev, %d test; train counts %s',
                fold.name, len(fold.train), len(fold.dev), len(fold.test),
                dict(zip(label_map.classes, counts.tolist())))

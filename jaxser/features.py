@@ -1,6 +1,6 @@
 """Spectrogram features as pure, batched, jit-compiled JAX functions.
 
-The recipe is the authors' librosa one (SPEC.md section 1):
+The recipe is the authors' librosa one (docs/method.md, Features):
 
   S = |librosa.stft(y, n_fft=1024, hop_length=160, win_length=640,
                     window='hamming', center=True)| ** 2
@@ -19,8 +19,9 @@ applied to the power spectrogram, before the dB floor, so the features of a
 long utterance are those of the 14 s the model sees (the paper: "we only
 extracted the middle 14s to calculate spectrogram").
 
-Standardisation is a pair of pure functions around an explicit
-`Standardizer` value: fit it on the training split, apply it anywhere.
+Every parameter lives in one place, `FeatureParams` (the paper's values are
+its defaults); the functions take it whole. Standardisation is in
+`jaxser.standardize`.
 """
 
 import concurrent.futures
@@ -28,7 +29,8 @@ import dataclasses
 import functools
 import hashlib
 import json
-from typing import Iterable, NamedTuple, Sequence
+import math
+from typing import Sequence
 
 import chex
 import jax
@@ -36,14 +38,15 @@ import jax.numpy as jnp
 import librosa
 import numpy as np
 
-SAMPLE_RATE = 16000
+from jaxser import audio
+
 
 
 @dataclasses.dataclass(frozen=True)
 class FeatureParams:
   """Everything that determines a feature array; the paper's values default."""
   kind: str = 'mel'            # 'mel' (log-Mel) or 'stft' (log power STFT).
-  sample_rate: int = SAMPLE_RATE  # Hz of the input waveforms.
+  sample_rate: int = audio.SAMPLE_RATE  # Hz of the input waveforms.
   n_fft: int = 1024            # FFT size (64 ms).
   hop_length: int = 160        # Frame shift in samples (10 ms).
   win_length: int = 640        # Hamming window in samples (40 ms).
@@ -54,12 +57,18 @@ class FeatureParams:
   max_frames: int = 1400       # Longer utterances keep their middle frames.
 
   def __post_init__(self):
-    if self.kind not in ('mel', 'stft'):
-      raise ValueError(f"FeatureParams.kind must be 'mel' or 'stft', got {self.kind!r}")
-    if not 0 < self.win_length <= self.n_fft:
-      raise ValueError(f'FeatureParams.win_length={self.win_length} must be in (0, n_fft={self.n_fft}]')
-    if self.hop_length <= 0 or self.max_frames <= 0:
-      raise ValueError('FeatureParams.hop_length and max_frames must be positive')
+    def check(ok, field, why):
+      if not ok:
+        raise ValueError(f'{field}={getattr(self, field)!r}: {why}')
+    check(self.kind in ('mel', 'stft'), 'kind', "must be 'mel' or 'stft'")
+    for field in ('sample_rate', 'n_fft', 'hop_length', 'n_mels', 'max_frames'):
+      check(getattr(self, field) > 0, field, 'must be > 0')
+    check(0 < self.win_length <= self.n_fft, 'win_length',
+          f'must be in (0, n_fft={self.n_fft}]')
+    check(math.isfinite(self.top_db) and self.top_db > 0, 'top_db',
+          'the dynamic range must be a finite number of dB > 0')
+    check(self.amin > 0, 'amin', 'must be > 0 (the floor before the log)')
+    check(self.stft_offset >= 0, 'stft_offset', 'must be >= 0')
 
   @property
   def num_bins(self) -> int:
@@ -74,14 +83,15 @@ class FeatureParams:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def num_frames(num_samples, hop_length: int = 160):
+def num_frames(num_samples, hop_length: int):
   """Frames librosa's centred STFT gives for `num_samples` samples."""
   return 1 + num_samples // hop_length
 
 
-def cropped_frames(num_samples, hop_length: int = 160, max_frames: int = 1400):
+def cropped_frames(num_samples, params: 'FeatureParams'):
   """Frames kept after the middle crop: `min(1 + n // hop, max_frames)`."""
-  return np.minimum(num_frames(np.asarray(num_samples), hop_length), max_frames)
+  return np.minimum(num_frames(np.asarray(num_samples), params.hop_length),
+                    params.max_frames)
 
 
 def crop_waveform(waveform: np.ndarray, params: 'FeatureParams') -> np.ndarray:
@@ -206,8 +216,7 @@ def _chunk_size(waveforms, num_out: int) -> int:
   return max(1, min(batch, _CHUNK_FRAMES // num_out))
 
 
-def _spectrogram(waveforms, lengths, per_chunk, *, n_fft: int,
-                 hop_length: int, win_length: int, max_frames: int):
+def _spectrogram(waveforms, lengths, per_chunk, params: 'FeatureParams'):
   """`per_chunk(power, frame_lengths)` over chunks of a padded batch.
 
   Computes the frame counts, the crop starts and the samples the kept
@@ -225,6 +234,7 @@ def _spectrogram(waveforms, lengths, per_chunk, *, n_fft: int,
   chex.assert_rank(waveforms, 2)
   chex.assert_shape(lengths, (waveforms.shape[0],))
   batch, samples = waveforms.shape
+  n_fft, hop_length, max_frames = params.n_fft, params.hop_length, params.max_frames
   num_out = min(num_frames(samples, hop_length), max_frames)
   total = num_frames(lengths, hop_length)
   starts = jnp.maximum(total - max_frames, 0) // 2
@@ -236,7 +246,7 @@ def _spectrogram(waveforms, lengths, per_chunk, *, n_fft: int,
   def chunk_fn(args):
     segment, frame_length = args
     power = _chunk_power(segment, num_out, n_fft=n_fft, hop_length=hop_length,
-                         win_length=win_length)
+                         win_length=params.win_length)
     return per_chunk(power, frame_length)
 
   size = _chunk_size(waveforms, num_out)
@@ -249,16 +259,14 @@ def _spectrogram(waveforms, lengths, per_chunk, *, n_fft: int,
   return out, frame_lengths
 
 
-def power_spectrogram(waveforms, lengths, *, n_fft: int = 1024,
-                      hop_length: int = 160, win_length: int = 640,
-                      max_frames: int = 1400):
+def power_spectrogram(waveforms, lengths, params: 'FeatureParams' = None):
   """|STFT|^2 of a padded batch, cropped to the middle `max_frames` frames.
 
   Args:
     waveforms: `[batch, samples]` float32, zero beyond each length.
     lengths: `[batch]` int sample counts.
-    n_fft, hop_length, win_length: the STFT (Hamming window, centred frames).
-    max_frames: longer utterances keep their middle `max_frames` frames.
+    params: the STFT (Hamming window, centred frames) and the crop; default
+      `FeatureParams()`.
 
   Returns:
     power: `[batch, frames, n_fft // 2 + 1]` float32, zero on padding frames.
@@ -266,13 +274,10 @@ def power_spectrogram(waveforms, lengths, *, n_fft: int = 1024,
   """
   def masked(power, frame_lengths):
     return jnp.where(frame_mask(frame_lengths, power.shape[1])[..., None], power, 0.0)
-  return _spectrogram(waveforms, lengths, masked, n_fft=n_fft,
-                      hop_length=hop_length, win_length=win_length,
-                      max_frames=max_frames)
+  return _spectrogram(waveforms, lengths, masked, params or FeatureParams())
 
 
-def power_to_db(power, frame_lengths, *, amin: float = 1e-10,
-                top_db: float = 80.0):
+def power_to_db(power, frame_lengths, *, amin: float, top_db: float):
   """`librosa.power_to_db(power, ref=1.0)` per utterance of a padded batch.
 
   The `top_db` floor is relative to each utterance's maximum over its valid
@@ -285,10 +290,10 @@ def power_to_db(power, frame_lengths, *, amin: float = 1e-10,
   return jnp.where(mask, db, 0.0)
 
 
-def mel_filterbank(sample_rate: int = SAMPLE_RATE, n_fft: int = 1024,
-                   n_mels: int = 128) -> np.ndarray:
+def mel_filterbank(params: 'FeatureParams') -> np.ndarray:
   """librosa's Slaney Mel filterbank, transposed: `[n_fft // 2 + 1, n_mels]`."""
-  return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels).T.astype(np.float32)
+  return librosa.filters.mel(sr=params.sample_rate, n_fft=params.n_fft,
+                             n_mels=params.n_mels).T.astype(np.float32)
 
 
 def _band_groups(filterbank: np.ndarray, groups: int = 8):
@@ -333,65 +338,53 @@ def apply_filterbank(power, filterbank: np.ndarray):
 # The two feature kinds.
 
 
-@functools.partial(jax.jit, static_argnames=(
-    'sample_rate', 'n_fft', 'hop_length', 'win_length', 'n_mels', 'amin',
-    'top_db', 'max_frames'))
-def log_mel(waveforms, lengths, *, sample_rate: int = SAMPLE_RATE,
-            n_fft: int = 1024, hop_length: int = 160, win_length: int = 640,
-            n_mels: int = 128, amin: float = 1e-10, top_db: float = 80.0,
-            max_frames: int = 1400):
-  """Log-Mel spectrogram of a padded batch (SPEC.md section 1).
+@functools.partial(jax.jit, static_argnames='params')
+def extract(waveforms, lengths, params: FeatureParams = FeatureParams()):
+  """Log-Mel or log power STFT of a padded batch, as `params.kind` says.
+
+  log-Mel is `power_to_db(mel_filterbank @ S)`, log-STFT `power_to_db(S +
+  stft_offset)` (docs/method.md, Features).
 
   Args:
-    waveforms: `[batch, samples]` float32 at `sample_rate`, zero padded.
+    waveforms: `[batch, samples]` float32 at `params.sample_rate`, zero padded.
     lengths: `[batch]` valid sample counts.
-    sample_rate, n_fft, hop_length, win_length, n_mels: the STFT and Mel bank.
-    amin, top_db: as `librosa.power_to_db` (ref 1.0).
-    max_frames: the middle-crop length (14 s).
+    params: every parameter of the features (a static argument: one compiled
+      program per distinct value).
 
   Returns:
-    features: `[batch, frames, n_mels]` float32 dB, 0 on padding frames.
+    features: `[batch, frames, params.num_bins]` float32 dB, 0 on padding frames.
     frame_lengths: `[batch]` int32, `min(1 + n // hop_length, max_frames)`.
   """
-  bank = mel_filterbank(sample_rate, n_fft, n_mels)
-  def to_db(power, frame_lengths):
-    return power_to_db(apply_filterbank(power, bank), frame_lengths,
-                       amin=amin, top_db=top_db)
-  return _spectrogram(waveforms, lengths, to_db, n_fft=n_fft,
-                      hop_length=hop_length, win_length=win_length,
-                      max_frames=max_frames)
-
-
-@functools.partial(jax.jit, static_argnames=(
-    'n_fft', 'hop_length', 'win_length', 'amin', 'top_db', 'offset', 'max_frames'))
-def log_stft(waveforms, lengths, *, n_fft: int = 1024, hop_length: int = 160,
-             win_length: int = 640, amin: float = 1e-10, top_db: float = 80.0,
-             offset: float = 1e-8, max_frames: int = 1400):
-  """Log power STFT of a padded batch: `power_to_db(S + offset)`.
-
-  Args and returns as `log_mel`, with `n_fft // 2 + 1` (513) bins.
-  """
-  def to_db(power, frame_lengths):
-    return power_to_db(power + offset, frame_lengths, amin=amin, top_db=top_db)
-  return _spectrogram(waveforms, lengths, to_db, n_fft=n_fft,
-                      hop_length=hop_length, win_length=win_length,
-                      max_frames=max_frames)
-
-
-def extract(waveforms, lengths, params: FeatureParams = FeatureParams()):
-  """`log_mel` or `log_stft` of a padded batch, as `params` says."""
-  common = dict(n_fft=params.n_fft, hop_length=params.hop_length,
-                win_length=params.win_length, amin=params.amin,
-                top_db=params.top_db, max_frames=params.max_frames)
   if params.kind == 'mel':
-    return log_mel(waveforms, lengths, sample_rate=params.sample_rate,
-                   n_mels=params.n_mels, **common)
-  return log_stft(waveforms, lengths, offset=params.stft_offset, **common)
+    bank = mel_filterbank(params)
+    spectrum = lambda power: apply_filterbank(power, bank)
+  else:
+    spectrum = lambda power: power + params.stft_offset
+  def to_db(power, frame_lengths):
+    return power_to_db(spectrum(power), frame_lengths, amin=params.amin,
+                       top_db=params.top_db)
+  return _spectrogram(waveforms, lengths, to_db, params)
+
+
+def log_mel(waveforms, lengths, params: FeatureParams | None = None, **fields):
+  """`extract` of kind 'mel': `params` (default the paper's) with `fields` set.
+
+  `log_mel(w, n)` is the paper's log-Mel; `log_mel(w, n, n_mels=64)` changes
+  one field.
+  """
+  params = dataclasses.replace(params or FeatureParams(), kind='mel', **fields)
+  return extract(waveforms, lengths, params)
+
+
+def log_stft(waveforms, lengths, params: FeatureParams | None = None, **fields):
+  """`extract` of kind 'stft' (`n_fft // 2 + 1` = 513 bins by default)."""
+  params = dataclasses.replace(params or FeatureParams(), kind='stft', **fields)
+  return extract(waveforms, lengths, params)
 
 
 def extract_numpy(waveforms: Sequence[np.ndarray],
                   params: FeatureParams = FeatureParams(), *,
-                  batch_size: int = 32, pad_multiple: int = SAMPLE_RATE,
+                  batch_size: int = 32, pad_multiple: int = audio.SAMPLE_RATE,
                   workers: int = 2) -> list[np.ndarray]:
   """Features of a list of 1-D waveforms, as a list of `[frames_i, bins]`.
 
@@ -429,90 +422,3 @@ def extract_numpy(waveforms: Sequence[np.ndarray],
     for _ in pool.map(run, chunks):  # Re-raises a batch's error.
       pass
   return out
-
-
-# --------------------------------------------------------------------------
-# Per-bin standardisation (statistics of the training split only).
-
-
-class Standardizer(NamedTuple):
-  """Per-bin statistics: `(features - mean) / std` on valid frames."""
-  mean: np.ndarray  # [bins]
-  std: np.ndarray   # [bins]
-
-
-class Moments(NamedTuple):
-  """Running sums over valid frames, in float64, for fitting a Standardizer."""
-  count: float
-  total: np.ndarray    # [bins]
-  squares: np.ndarray  # [bins]
-
-
-def moments_init(num_bins: int) -> Moments:
-  return Moments(0.0, np.zeros(num_bins), np.zeros(num_bins))
-
-
-def moments_update(moments: Moments, features, frame_lengths=None) -> Moments:
-  """Adds the valid frames of `[batch, frames, bins]` (or one `[frames, bins]`)."""
-  features = np.asarray(features, np.float64)
-  if features.ndim == 2:
-    valid = features
-  else:
-    mask = np.asarray(frame_mask(frame_lengths, features.shape[1]))
-    valid = features[mask]
-  return Moments(moments.count + valid.shape[0], moments.total + valid.sum(0),
-                 moments.squares + np.square(valid).sum(0))
-
-
-def standardizer_from_moments(moments: Moments, *,
-                              min_std: float = 1e-5) -> Standardizer:
-  if moments.count == 0:
-    raise ValueError('cannot fit a Standardizer on zero frames')
-  mean = moments.total / moments.count
-  var = np.maximum(moments.squares / moments.count - mean ** 2, 0.0)
-  std = np.maximum(np.sqrt(var), min_std)
-  return Standardizer(mean.astype(np.float32), std.astype(np.float32))
-
-
-def fit_standardizer(features: Iterable, frame_lengths=None, *,
-                     min_std: float = 1e-5) -> Standardizer:
-  """Per-bin mean and std over all valid frames.
-
-  Args:
-    features: a padded batch `[batch, frames, bins]` with `frame_lengths`, or
-      an iterable of unpadded `[frames_i, bins]` arrays (frame_lengths None).
-    frame_lengths: `[batch]`, for a padded batch.
-    min_std: floor on the std, so constant bins do not divide by zero.
-
-  Returns:
-    The Standardizer (float32 `[bins]` mean and std).
-  """
-  if frame_lengths is not None:
-    features = np.asarray(features)
-    moments = moments_update(moments_init(features.shape[-1]), features, frame_lengths)
-  else:
-    moments = None
-    for item in features:
-      item = np.asarray(item)
-      moments = moments or moments_init(item.shape[-1])
-      moments = moments_update(moments, item)
-    if moments is None:
-      raise ValueError('cannot fit a Standardizer on no utterances')
-  return standardizer_from_moments(moments, min_std=min_std)
-
-
-def standardize(features, frame_lengths, stats: Standardizer):
-  """`(features - mean) / std` on valid frames; padding frames stay 0.
-
-  Args:
-    features: `[batch, frames, bins]`.
-    frame_lengths: `[batch]`.
-    stats: the Standardizer fitted on the training split.
-
-  Returns:
-    `[batch, frames, bins]` float32.
-  """
-  chex.assert_rank(features, 3)
-  mask = frame_mask(frame_lengths, features.shape[1])[..., None]
-  out = (features - jnp.asarray(stats.mean)) / jnp.asarray(stats.std)
-  return jnp.where(mask, out, 0.0)

@@ -1,6 +1,6 @@
 """Trains and evaluates one fold: `python -m jaxser.main --config=... --workdir=...`.
 
-  python -m jaxser.main --config=configs/default.py --workdir=/tmp/ser \
+  python -m jaxser.main --config=jaxser/configs/default.py --workdir=/tmp/ser \
       --config.corpus_root=/data/IEMOCAP_full_release --config.fold=2
 
 Rerunning the same command resumes from the latest checkpoint in --workdir,
@@ -15,69 +15,45 @@ JAX_NUM_PROCESSES and JAX_PROCESS_ID environment variables).
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 import numpy as np
 
-# Config files import their base as `from configs import default`.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from jaxser import cli  # pylint: disable=g-import-not-at-top
-from jaxser import parallel  # pylint: disable=g-import-not-at-top
-from jaxser import train  # pylint: disable=g-import-not-at-top
-
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints, metrics and plots go.')
-config_flags.DEFINE_config_file('config', None, 'The experiment config file.',
-                                lock_config=True)
-flags.mark_flags_as_required(['config', 'workdir'])
-_START_OVER = flags.DEFINE_bool(
-    'start_over', False, 'Discard the checkpoints, metrics and results an '
-    'earlier run left in --workdir and train from the start.')
-_COORDINATOR = flags.DEFINE_string(
-    'coordinator_address', None, 'host:port of process 0, for a multi-process '
-    'run (default: $JAX_COORDINATOR_ADDRESS; none: a single process).')
-_NUM_PROCESSES = flags.DEFINE_integer(
-    'num_processes', None, 'Processes of a multi-process run ($JAX_NUM_PROCESSES).')
-_PROCESS_ID = flags.DEFINE_integer(
-    'process_id', None, 'This process, 0 to num_processes - 1 ($JAX_PROCESS_ID).')
+from jaxser import cli
+from jaxser import parallel
+from jaxser import train
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl's parsing, with an unknown `--config.<field>` as a one-line error.
-
-  ml_collections raises AttributeError (or KeyError) from inside the flag
-  parser for a field the config does not have, which would end in a
-  traceback.
-  """
-  try:
-    return app.parse_flags_with_usage(argv)
-  except (AttributeError, KeyError) as e:
-    detail = e
-    while isinstance(detail, BaseException) and detail.args:
-      detail = detail.args[0]  # the KeyError inside, then its text
-    detail = str(detail).replace('\n', '; ')
-    overrides = [a.split('=')[0] for a in argv[1:] if a.startswith('--config.')]
-    if not any(f"'{o.rsplit('.', 1)[-1]}'" in detail for o in overrides):
-      raise  # not an override's field: an error in the config file itself
-    sys.exit(f'jaxser: unknown config field {detail} (overrides given: '
-             f'{", ".join(overrides)}); the config file lists the fields that exist')
+def define_flags():
+  """The command's flags (defined only when run as a program)."""
+  cli.define_config_flags('Where checkpoints, metrics and plots go.')
+  flags.DEFINE_bool('start_over', False, 'Discard the checkpoints, metrics and '
+                    'results an earlier run left in --workdir and train from '
+                    'the start.')
+  flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for '
+                      'a multi-process run (default: $JAX_COORDINATOR_ADDRESS; '
+                      'none: a single process).')
+  flags.DEFINE_integer('num_processes', None,
+                       'Processes of a multi-process run ($JAX_NUM_PROCESSES).')
+  flags.DEFINE_integer('process_id', None, 'This process, 0 to num_processes - 1 '
+                       '($JAX_PROCESS_ID).')
 
 
 @cli.exits_on_error
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
+  parallel.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                      FLAGS.process_id)
   if not parallel.is_chief():  # process 0 logs the run
     logging.set_verbosity(logging.WARNING)
-  results = train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value,
-                                     start_over=_START_OVER.value)
+  results = train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
+                                     start_over=FLAGS.start_over)
   if parallel.is_chief():
-    print(summary_text(results, _WORKDIR.value))
+    print(summary_text(results, FLAGS.workdir))
 
 
 def summary_text(results: dict, workdir: str) -> str:
@@ -102,4 +78,4 @@ def summary_text(results: dict, workdir: str) -> str:
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main, define_flags)

@@ -25,7 +25,6 @@ import json
 import os
 import sys
 
-from absl import app
 from absl import flags
 import jax
 import ml_collections
@@ -37,6 +36,7 @@ from jaxser import features as features_lib
 from jaxser import fileio
 from jaxser import input_pipeline
 from jaxser import parallel
+from jaxser import standardize
 from jaxser import train
 from jaxser.errors import ConfigError
 from jaxser.errors import JaxserError
@@ -94,7 +94,7 @@ class Predictor:
     self.config = ml_collections.ConfigDict(meta['config'])
     self.classes = meta['classes']
     self.params = features_lib.FeatureParams(**meta['features'])
-    self.standardizer = features_lib.Standardizer(
+    self.standardizer = standardize.Standardizer(
         np.asarray(meta['standardizer']['mean'], np.float32),
         np.asarray(meta['standardizer']['std'], np.float32))
     self.mesh = local_mesh()
@@ -231,14 +231,6 @@ def predict_group(predictor: Predictor, paths: list[str], batch_size: int):
       yield path, f"{path}: the model's outputs are non-finite (NaN or Inf)"
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with a bad flag as one line `jaxser: ...`."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    cli.fail(str(e))
-
-
 def check_args(argv: list[str]) -> list[str]:
   """The files to predict, once every flag is known to be usable.
 
@@ -293,5 +285,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  define_flags()
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main, define_flags)

@@ -2,16 +2,12 @@
 
 import csv
 import os
-import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:  # configs/ are imported as a package from the root
-  sys.path.insert(0, ROOT)
-
 CLASSES = ('neutral', 'angry', 'happy', 'sad')
 # A rough prosody per class: pitch (Hz) and loudness, so a model can learn it.
 _TONES = {'neutral': (140, 0.10), 'angry': (260, 0.40), 'happy': (220, 0.25),

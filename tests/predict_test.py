@@ -23,13 +23,13 @@ from jaxser.errors import ConfigError
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CLASSES = ('neutral', 'angry', 'happy', 'sad')
-EMBEDDING_DIM = 6  # configs/tiny.py
+EMBEDDING_DIM = 6  # jaxser/configs/tiny.py
 
 # Runs the real CLI with the model's logits made NaN (finite features in, a
 # non-finite output out): what no prediction line may ever show.
 NAN_OUTPUTS_DRIVER = '''
 from absl import app
-from jaxser import predict, train
+from jaxser import cli, predict, train
 make_eval_step = train.make_eval_step
 
 def nan_eval_step(mesh=None):
@@ -40,8 +40,7 @@ def nan_eval_step(mesh=None):
   return nan_logits
 
 train.make_eval_step = nan_eval_step
-predict.define_flags()
-app.run(predict.main, flags_parser=predict.parse_flags)
+cli.run(predict.main, predict.define_flags)
 '''
 
 
@@ -53,7 +52,7 @@ def workdir(tone_manifest, env, tmp_path_factory):
   """
   root = tmp_path_factory.mktemp('predict')
   out = subprocess.run(
-      [sys.executable, '-m', 'jaxser.main', '--config=configs/tiny.py',
+      [sys.executable, '-m', 'jaxser.main', '--config=jaxser/configs/tiny.py',
        f'--workdir={root / "run"}', '--config.corpus=manifest',
        f'--config.corpus_root={tone_manifest}', f'--config.cache_dir={root / "cache"}',
        '--config.plots=False', '--config.features.max_frames=200',

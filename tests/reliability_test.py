@@ -29,7 +29,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import tiny
+from jaxser.configs import tiny
 from jaxser import checkpoint
 from jaxser import experiment
 from jaxser import train
@@ -48,7 +48,7 @@ import os
 from absl import app
 import jax
 import jax.numpy as jnp
-from jaxser import main, train
+from jaxser import cli, main, train
 where, value, at = os.environ['FAULT'].split(':')
 make_steps = train.make_steps
 
@@ -72,7 +72,7 @@ def faulty_make_steps(config, class_weights, mesh=None):
   return step, eval_fn
 
 train.make_steps = faulty_make_steps
-app.run(main.main, flags_parser=main.parse_flags)
+cli.run(main.main, main.define_flags)
 '''
 
 # Runs the real CLI with the JSON part of the Nth checkpoint save failing as
@@ -81,7 +81,7 @@ ENOSPC_DRIVER = '''
 import errno, os
 from absl import app
 from orbax.checkpoint._src.handlers import json_checkpoint_handler as handler
-from jaxser import main
+from jaxser import cli, main
 calls = [0]
 save = handler.JsonCheckpointHandler._save_fn
 
@@ -92,7 +92,7 @@ async def full_disk(self, x, directory):
   return await save(self, x, directory)
 
 handler.JsonCheckpointHandler._save_fn = full_disk
-app.run(main.main, flags_parser=main.parse_flags)
+cli.run(main.main, main.define_flags)
 '''
 
 # --------------------------------------------------------------------------
@@ -108,7 +108,7 @@ app.run(main.main, flags_parser=main.parse_flags)
 def base(tone_manifest, tmp_path_factory):
   """The flags every training run here shares (a feature cache built once)."""
   cache = tmp_path_factory.mktemp('features')
-  return ['--config=configs/tiny.py', '--config.corpus=manifest',
+  return ['--config=jaxser/configs/tiny.py', '--config.corpus=manifest',
           f'--config.corpus_root={tone_manifest}', f'--config.cache_dir={cache}',
           '--config.plots=False', '--config.features.max_frames=200',
           '--config.buckets=200,', '--config.checkpoint_every_steps=2',
@@ -718,7 +718,7 @@ def test_predict_on_missing_or_incomplete_checkpoints(refusals, later, jobs):
 FILL_BEFORE_REPORT_DRIVER = '''
 import os
 from absl import app
-from jaxser import main, train
+from jaxser import cli, main, train
 report = train._final_report
 
 def fill(folder):
@@ -735,7 +735,7 @@ def full_report(config, workdir, *args, **kwargs):
   return report(config, workdir, *args, **kwargs)
 
 train._final_report = full_report
-app.run(main.main, flags_parser=main.parse_flags)
+cli.run(main.main, main.define_flags)
 '''
 
 

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import tiny
+from jaxser.configs import tiny
 from jaxser import experiment
 from jaxser import input_pipeline
 from jaxser import predict
@@ -134,7 +134,7 @@ def test_resume_equals_uninterrupted_run(tone_manifest, tmp_path):
 def test_main_cli_runs_and_reports(tone_manifest, tmp_path):
   workdir = tmp_path / 'cli'
   out = subprocess.run(
-      [sys.executable, '-m', 'jaxser.main', '--config=configs/tiny.py',
+      [sys.executable, '-m', 'jaxser.main', '--config=jaxser/configs/tiny.py',
        f'--workdir={workdir}', '--config.corpus=manifest',
        f'--config.corpus_root={tone_manifest}', f'--config.cache_dir={tmp_path / "c"}',
        '--config.plots=False', '--config.num_train_steps=4'],
@@ -146,7 +146,7 @@ def test_main_cli_runs_and_reports(tone_manifest, tmp_path):
 
 def test_cli_rejects_bad_config_field(tone_manifest, tmp_path):
   out = subprocess.run(
-      [sys.executable, '-m', 'jaxser.main', '--config=configs/tiny.py',
+      [sys.executable, '-m', 'jaxser.main', '--config=jaxser/configs/tiny.py',
        f'--workdir={tmp_path / "w"}', '--config.corpus=manifest',
        f'--config.corpus_root={tone_manifest}', '--config.center_alpha=1.5'],
       capture_output=True, text=True, cwd=ROOT)

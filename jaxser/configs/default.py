@@ -1,10 +1,14 @@
-"""The paper's setting 2: log-Mel input, lambda 0.3, alpha 0.5 (SPEC.md sections 3-4).
+"""The paper's setting 2: log-Mel input, lambda 0.3, alpha 0.5 (docs/method.md).
 
-  python -m jaxser.main --config=configs/default.py --workdir=/tmp/ser \
+  python -m jaxser.main --config=jaxser/configs/default.py --workdir=/tmp/ser \
       --config.corpus_root=/data/IEMOCAP_full_release
+
+Every variant (`demo.py`, `stft.py`, ...) imports this and changes a few fields.
 """
 
 import ml_collections
+
+from jaxser import features
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -24,30 +28,25 @@ def get_config() -> ml_collections.ConfigDict:
   config.fold = 0  # Fold of the protocol to run (crossval runs them all).
   config.split_seed = 0  # Seed of the protocol's random subsets.
 
-  # Features (SPEC.md section 1).
-  config.features = ml_collections.ConfigDict()
-  config.features.kind = 'mel'  # mel (128 bins) | stft (513 bins).
-  config.features.n_fft = 1024  # FFT size.
-  config.features.hop_length = 160  # 10 ms.
-  config.features.win_length = 640  # 40 ms Hamming window.
-  config.features.n_mels = 128  # Mel bands.
-  config.features.top_db = 80.0  # Per-utterance dynamic range.
-  config.features.max_frames = 1400  # Middle 14 s of longer utterances.
+  # Features: every `jaxser.features.FeatureParams` field, the paper's values
+  # (kind mel|stft, sample_rate, n_fft, hop_length, win_length, n_mels, amin,
+  # top_db, stft_offset, max_frames; each documented there).
+  config.features = ml_collections.ConfigDict(features.FeatureParams().to_dict())
 
-  # Model (SPEC.md section 2): (filters, kernel, stride, pool) per conv layer.
+  # Model (docs/method.md, Model): (filters, kernel, stride, pool) per conv layer.
   config.model = ml_collections.ConfigDict()
   config.model.convs = ((48, 7, 2, 0), (64, 3, 1, 2), (80, 3, 1, 2), (96, 3, 1, 2))
   config.model.gru_units = 128  # Units of each GRU direction.
   config.model.embedding_dim = 64  # FC1 units: the centre-loss feature z.
   config.model.share_gru_weights = False  # One cell for both directions (TF1 code).
 
-  # Losses and centres (SPEC.md section 3).
+  # Losses and centres (docs/method.md, Losses and centres).
   config.center_loss_weight = 0.3  # lambda of equation (7); 0 = softmax only.
   config.center_alpha = 0.5  # alpha of equation (4).
   config.center_update = 'ema'  # ema (equation 4) | wen (Wen et al., authors' code).
   config.warmup_steps = 20  # Steps with lambda = 0 and alpha = 1 first.
 
-  # Optimisation and selection (SPEC.md section 4).
+  # Optimisation and selection (docs/method.md, Training and selection).
   config.learning_rate = 3e-4  # Adam, constant.
   config.batch_size = 32  # Global batch.
   config.num_train_steps = 3520  # 3520 for Mel, 2920 for STFT (authors' code).

@@ -1,10 +1,10 @@
 """The paper's setting 1: log-Mel input, softmax cross-entropy only (lambda 0).
 
-  python -m jaxser.main --config=configs/softmax_only.py --workdir=/tmp/ser_softmax \
+  python -m jaxser.main --config=jaxser/configs/softmax_only.py --workdir=/tmp/ser_softmax \
       --config.corpus_root=/data/IEMOCAP_full_release
 """
 
-from configs import default
+from jaxser.configs import default
 
 
 def get_config():

@@ -1,10 +1,10 @@
 """A tiny model and run for tests: seconds on a CPU.
 
-  python -m jaxser.main --config=configs/tiny.py --workdir=/tmp/tiny \
+  python -m jaxser.main --config=jaxser/configs/tiny.py --workdir=/tmp/tiny \
       --config.corpus=manifest --config.corpus_root=/path/manifest.csv
 """
 
-from configs import default
+from jaxser.configs import default
 
 
 def get_config():

@@ -1,10 +1,10 @@
 """The paper's setting 4: log-STFT input (513 bins), lambda 0.3, alpha 0.5.
 
-  python -m jaxser.main --config=configs/stft.py --workdir=/tmp/ser_stft \
+  python -m jaxser.main --config=jaxser/configs/stft.py --workdir=/tmp/ser_stft \
       --config.corpus_root=/data/IEMOCAP_full_release
 """
 
-from configs import default
+from jaxser.configs import default
 
 
 def get_config():
