@@ -59,9 +59,12 @@ case "$cmd" in
     done ;;
   ablate)
     # The paper's settings 1-4 and lambda/alpha sweeps (jaxser/ablate.py) on the
-    # demo corpus; --quick is the 2-core CPU size. Later flags override earlier.
+    # demo corpus; --quick is the 2-core CPU size (demo.py:quick, one seed and
+    # one fold). Later flags override earlier.
     setup
-    exec "$venv/bin/python" -m jaxser.ablate --config=jaxser/configs/demo.py \
+    config=jaxser/configs/demo.py
+    for arg in "$@"; do [ "$arg" = --quick ] && config=jaxser/configs/demo.py:quick; done
+    exec "$venv/bin/python" -m jaxser.ablate --config="$config" \
       --workdir="$root/workdir/ablate" --alsologtostderr "$@" ;;
   help|-h|--help)
     sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' ;;

@@ -30,7 +30,8 @@ its selected (best dev UA) checkpoint and kept in the fold's
 asking for the same run with another config is refused, so a quick and a full
 ablation cannot mix in one workdir.
 
-`--quick` makes the whole ablation fit a 2-core CPU: see `QUICK`.
+`--quick` with `--config=jaxser/configs/demo.py:quick` makes the whole
+ablation fit a 2-core CPU (`./launch.sh ablate --quick` passes both).
 """
 
 import glob
@@ -62,8 +63,8 @@ from jaxser.studies import STUDIES
 from jaxser.studies import Study
 from jaxser.studies import Variant
 
-__all__ = ['DEFAULT_SEEDS', 'QUICK', 'QUICK_FOLDS', 'QUICK_SEEDS', 'define_flags',
-           'fold_dirs', 'fold_embeddings', 'main', 'quick_config', 'run',
+__all__ = ['DEFAULT_SEEDS', 'QUICK_FOLDS', 'QUICK_SEEDS', 'define_flags',
+           'fold_dirs', 'fold_embeddings', 'main', 'run',
            'run_study', 'run_variant', 'variant_config']
 
 
@@ -75,7 +76,8 @@ def define_flags():
                     "Folds (default all of the protocol's; with --quick 0).")
   flags.DEFINE_list('study', ['settings', 'lambda', 'alpha'],
                     'Studies to run: settings, lambda, alpha.')
-  flags.DEFINE_bool('quick', False, 'CPU size: the overrides of jaxser.ablate.QUICK.')
+  flags.DEFINE_bool('quick', False, 'One seed and one fold by default (with '
+                    '--config=jaxser/configs/demo.py:quick: the CPU size).')
   config_flags.DEFINE_config_file('config', None, 'The experiment config file.')
   flags.mark_flags_as_required(['config', 'workdir'])
 
@@ -84,27 +86,9 @@ RUNS = 'runs'
 RUN_RECORD = 'run.json'
 DEFAULT_SEEDS = (0, 1, 2)
 
-# --quick: the whole ablation (11 distinct runs, two of them log-STFT) on a
-# 2-core CPU. Measured on the shared 2-core machine with other jobs running
-# (load ~4), batch 32 x 300 frames: the paper model takes 6.3 s a step on
-# log-Mel and 35 s on log-STFT, so a 30-minute budget would give each run ~30
-# steps. With these overrides a log-Mel run takes ~65 s (0.4 s a step) and a
-# log-STFT run ~5 min (2.5 s a step), the three studies ~23 minutes at that
-# load (estimated; less on an idle machine).
-QUICK = {
-    'num_train_steps': 100,  # 2.5 epochs of the demo's 638 training utterances
-    'batch_size': 16,  # more updates for the same compute
-    'warmup_steps': 10,  # lambda 0, alpha 1 first, as the paper's 20 of 3520
-    'eval_start_step': 40,  # dev UA at steps 50, 60, ..., 100 selects the
-    'eval_every_steps': 10,  # checkpoint
-    'log_every_steps': 10,
-    'checkpoint_every_steps': 50,
-    'features.max_frames': 200,  # the middle 2 s (the demo's mean is 2.8 s)...
-    'buckets': (200,),  # ...in one padded length: one compile per run
-    'model.convs': ((24, 7, 2, 0), (32, 3, 1, 2), (40, 3, 1, 2), (48, 3, 1, 2)),
-    'model.gru_units': 64,  # half the paper's widths; embedding_dim stays 64
-    'plots': False,  # no per-fold PNGs (the study's figures are still made)
-}
+# --quick: one seed and one fold, for the CPU size of the demo config
+# (`--config=jaxser/configs/demo.py:quick`, which `./launch.sh ablate --quick`
+# passes).
 QUICK_SEEDS = (0,)
 QUICK_FOLDS = (0,)
 
@@ -113,18 +97,6 @@ QUICK_FOLDS = (0,)
 # A run folder holds several seeds and folds; each one's own identity (with
 # the corpus' content) is checked by crossval.
 _NOT_COMPARED = experiment.NOT_IDENTITY + ('seed', 'split_seed', 'fold')
-
-
-def quick_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """`config` with the `QUICK` overrides."""
-  config = config.copy_and_resolve_references()
-  for dotted, value in QUICK.items():
-    *parents, field = dotted.split('.')
-    node = config
-    for part in parents:
-      node = node[part]
-    node[field] = value
-  return config
 
 
 def variant_config(config: ml_collections.ConfigDict,
@@ -348,7 +320,7 @@ def main(argv):
   if unknown:
     raise ConfigError(f'--study: unknown studies {unknown} (known: {", ".join(STUDIES)})')
   quick = FLAGS.quick
-  config = quick_config(FLAGS.config) if quick else FLAGS.config
+  config = FLAGS.config
   seeds = cli.indices(FLAGS.seeds or (QUICK_SEEDS if quick else DEFAULT_SEEDS), '--seeds')
   folds = FLAGS.folds or (QUICK_FOLDS if quick else None)
   folds = None if folds is None else cli.indices(folds, '--folds')

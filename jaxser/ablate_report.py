@@ -163,7 +163,7 @@ def _setup_line(config, seeds, folds, quick):
           f'{config.num_train_steps} steps of batch {config.batch_size}, '
           f'conv filters {filters}, GRU {config.model.gru_units}, '
           f'at most {config.features.max_frames} frames'
-          + (' (`--quick`: a CPU size, see `jaxser.ablate.QUICK`)' if quick else '')
+          + (' (`--quick`: a CPU size, see `jaxser/configs/demo.py:quick`)' if quick else '')
           + ". The paper's numbers are IEMOCAP under its own protocol "
           '(docs/method.md, "Reported numbers"): compare trends, not values.')
 

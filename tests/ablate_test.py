@@ -10,14 +10,12 @@ import sys
 import numpy as np
 import pytest
 
-from jaxser.configs import demo  # pylint: disable=g-import-not-at-top,g-bad-import-order
-from jaxser.configs import tiny  # pylint: disable=g-import-not-at-top
-from jaxser import ablate  # pylint: disable=g-import-not-at-top
-from jaxser import crossval  # pylint: disable=g-import-not-at-top
-from jaxser import experiment  # pylint: disable=g-import-not-at-top
-from jaxser import report  # pylint: disable=g-import-not-at-top
-from jaxser import studies  # pylint: disable=g-import-not-at-top
-from jaxser import train  # pylint: disable=g-import-not-at-top
+from jaxser import ablate
+from jaxser import crossval
+from jaxser import report
+from jaxser import studies
+from jaxser import train
+from jaxser.configs import tiny
 from jaxser.errors import JaxserError  # pylint: disable=g-import-not-at-top
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -122,19 +120,6 @@ def test_study_writes_tables_and_figures_and_a_rerun_trains_nothing(
   with pytest.raises(JaxserError, match='another config.*num_train_steps'):
     ablate.run(config, workdir, [STUDY], seeds=[0], folds=[0])
   assert trained == []
-
-
-def test_quick_config_is_valid_and_changes_only_its_fields():
-  config = demo.get_config()
-  quick = ablate.quick_config(config)
-  experiment.validate_config(quick)
-  before = json.loads(config.to_json_best_effort())
-  after = json.loads(quick.to_json_best_effort())
-  changed = {k for k in after if after[k] != before[k]}
-  assert changed and changed <= {k.split('.')[0] for k in ablate.QUICK}
-  assert quick.features.max_frames == ablate.QUICK['features.max_frames']
-  assert quick.model.gru_units == ablate.QUICK['model.gru_units']
-  assert config.num_train_steps == 300  # the input config is not touched
 
 
 def test_command_line_flags():

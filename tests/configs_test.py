@@ -1,0 +1,35 @@
+"""The configs: each builds and validates; variants change only their fields."""
+
+import json
+
+import pytest
+
+from jaxser import experiment
+from jaxser.configs import default, demo, softmax_only, stft, tiny
+
+
+@pytest.mark.parametrize('module', [default, demo, softmax_only, stft, tiny])
+def test_every_config_is_valid(module, tmp_path):
+  config = module.get_config()
+  if config.corpus != 'demo':  # the paper's configs need the corpus' folder
+    config.corpus_root = str(tmp_path)
+  experiment.validate_config(config)
+
+
+def test_the_quick_demo_changes_only_its_fields():
+  config = demo.get_config()
+  quick = demo.get_config('quick')
+  experiment.validate_config(quick)
+  before = json.loads(config.to_json_best_effort())
+  after = json.loads(quick.to_json_best_effort())
+  changed = {k for k in after if after[k] != before[k]}
+  assert changed and changed <= {k.split('.')[0] for k in demo.QUICK}
+  assert quick.features.max_frames == demo.QUICK['features.max_frames']
+  assert quick.model.gru_units == demo.QUICK['model.gru_units']
+  with pytest.raises(ValueError, match="'slow'"):
+    demo.get_config('slow')
+
+
+def test_the_features_of_a_config_are_every_feature_parameter():
+  from jaxser import features  # pylint: disable=g-import-not-at-top
+  assert dict(default.get_config().features) == features.FeatureParams().to_dict()
