@@ -10,8 +10,8 @@ that the caller threads through its training step:
   state = center_loss.update(state, z, labels, alpha=0.5)
 
 The centres are not parameters: `loss` sees them through `stop_gradient`, and
-`update` moves them towards the batch class means (SPEC section 3, equations
-(3)-(4), or Wen et al.'s rule with `rule='wen'`).
+`update` moves them towards the batch class means (docs/method.md, Losses and
+centres: equations (3)-(4), or Wen et al.'s rule with `rule='wen'`).
 """
 
 from typing import NamedTuple
@@ -19,6 +19,8 @@ from typing import NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+
+__all__ = ['CenterLossState', 'init', 'loss', 'update']
 
 
 class CenterLossState(NamedTuple):
@@ -50,7 +52,7 @@ def loss(embeddings: jax.Array, labels: jax.Array,
 
   `||z_i - c_{y_i}||^2`, without the factor 1/2. Gradients flow into the
   embeddings only. Weighting and averaging are the caller's (see
-  `jaxser.losses.weighted_mean`).
+  `jaxser.losses.class_weighted_mean`).
 
   Args:
     embeddings: `[batch, dim]`.
@@ -67,7 +69,7 @@ def loss(embeddings: jax.Array, labels: jax.Array,
   return jnp.sum(jnp.square(embeddings - centers), axis=-1)
 
 
-def class_sums(embeddings: jax.Array, labels: jax.Array,
+def _class_sums(embeddings: jax.Array, labels: jax.Array,
                mask: jax.Array | None, num_classes: int):
   """Per-class sums of the embeddings and per-class counts.
 
@@ -132,7 +134,7 @@ def update(state: CenterLossState, embeddings: jax.Array, labels: jax.Array,
     raise ValueError(f"rule must be 'ema' or 'wen', got {rule!r}")
   centers = state.centers
   embeddings = jax.lax.stop_gradient(embeddings).astype(centers.dtype)
-  sums, counts = class_sums(embeddings, labels, mask, centers.shape[0])
+  sums, counts = _class_sums(embeddings, labels, mask, centers.shape[0])
   if axis_name is not None:
     sums, counts = jax.lax.psum((sums, counts), axis_name)
   counts = counts[:, None]  # [classes, 1]

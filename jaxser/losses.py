@@ -1,7 +1,8 @@
-"""Class weights, cross-entropy and the joint loss (SPEC section 3).
+"""Class weights, cross-entropy and the joint loss (docs/method.md, Losses and
+centres).
 
-Losses return per-example values; `weighted_mean` is the one reducer, so the
-class weighting of equations (1) and (2) is written once:
+Losses return per-example values; `class_weighted_mean` is the one reducer, so
+the class weighting of equations (1) and (2) is written once:
 
   L_s = sum_i w_{y_i} CE_i / sum_i w_{y_i}                      (1)
   L_c = sum_i w_{y_i} ||z_i - c_{y_i}||^2 / sum_i w_{y_i}       (2)
@@ -14,6 +15,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxser import center_loss
+
+__all__ = ['class_weighted_mean', 'class_weights', 'cross_entropy',
+           'joint_loss', 'warmup_schedule']
 
 
 def class_weights(counts) -> jax.Array:
@@ -33,11 +37,11 @@ def class_weights(counts) -> jax.Array:
   return jnp.max(counts) / (counts + 0.5)
 
 
-def weighted_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Per-example softmax cross-entropy, to be class-weighted by the reducer.
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Per-example softmax cross-entropy with integer labels, unweighted.
 
-  The weighting of equation (1) is applied by `weighted_mean`, so that the
-  same reducer serves the centre loss.
+  The weighting of equation (1) is applied by `class_weighted_mean`, so that
+  the same reducer serves the centre loss.
 
   Args:
     logits: `[batch, num_classes]`.
@@ -52,9 +56,9 @@ def weighted_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
       logits.astype(jnp.float32), labels)
 
 
-def weighted_mean(values: jax.Array, labels: jax.Array,
-                  class_weights: jax.Array,
-                  mask: jax.Array | None = None) -> jax.Array:
+def class_weighted_mean(values: jax.Array, labels: jax.Array,
+                        class_weights: jax.Array,
+                        mask: jax.Array | None = None) -> jax.Array:
   """Class-weighted mean `sum_i w_{y_i} v_i / sum_i w_{y_i}`.
 
   Args:
@@ -95,10 +99,11 @@ def joint_loss(logits: jax.Array, embeddings: jax.Array, labels: jax.Array,
   Returns:
     `(total, {'ce': L_s, 'center': L_c})`, all scalars.
   """
-  ce = weighted_mean(weighted_cross_entropy(logits, labels), labels,
-                     class_weights, mask)
-  center = weighted_mean(center_loss.loss(embeddings, labels, center_state),
-                         labels, class_weights, mask)
+  ce = class_weighted_mean(cross_entropy(logits, labels), labels,
+                           class_weights, mask)
+  center = class_weighted_mean(
+      center_loss.loss(embeddings, labels, center_state), labels,
+      class_weights, mask)
   return ce + lam * center, {'ce': ce, 'center': center}
 
 

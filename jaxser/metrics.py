@@ -10,6 +10,9 @@ import chex
 import jax
 import jax.numpy as jnp
 
+__all__ = ['confusion_matrix', 'per_class_recall', 'row_normalise',
+           'unweighted_accuracy', 'weighted_accuracy']
+
 
 def confusion_matrix(labels, predictions, num_classes: int,
                      mask=None) -> jax.Array:

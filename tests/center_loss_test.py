@@ -35,7 +35,7 @@ def test_loss_is_squared_distance_without_half():
 
 
 def test_class_sums_and_counts():
-  sums, counts = center_loss.class_sums(
+  sums, counts = center_loss._class_sums(
       jnp.asarray(Z), jnp.asarray(LABELS), jnp.array([1, 1, 0, 1], bool), 3)
   np.testing.assert_array_equal(sums, [[4., 2.], [2., 6.], [0., 0.]])
   np.testing.assert_array_equal(counts, [2., 1., 0.])

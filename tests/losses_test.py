@@ -33,14 +33,14 @@ def test_class_weights_from_counts():
 
 
 def test_cross_entropy_per_example():
-  ce = losses.weighted_cross_entropy(jnp.asarray(LOGITS), jnp.asarray(LABELS))
+  ce = losses.cross_entropy(jnp.asarray(LOGITS), jnp.asarray(LABELS))
   assert ce.shape == (4,)
   np.testing.assert_allclose(ce, _ce_by_hand(LOGITS, LABELS), rtol=1e-6)
 
 
 def test_weighted_ce_equals_hand_computation():
-  ce = losses.weighted_cross_entropy(jnp.asarray(LOGITS), jnp.asarray(LABELS))
-  got = losses.weighted_mean(ce, jnp.asarray(LABELS), jnp.asarray(WEIGHTS))
+  ce = losses.cross_entropy(jnp.asarray(LOGITS), jnp.asarray(LABELS))
+  got = losses.class_weighted_mean(ce, jnp.asarray(LABELS), jnp.asarray(WEIGHTS))
   by_hand = _ce_by_hand(LOGITS, LABELS)
   # Equation (1): (1 * (ce0 + ce1 + ce2) + 4 * ce3) / (1 + 1 + 1 + 4).
   expected = (by_hand[0] + by_hand[1] + by_hand[2] + 4 * by_hand[3]) / 7
@@ -49,13 +49,13 @@ def test_weighted_ce_equals_hand_computation():
   assert abs(float(got) - by_hand.mean()) > 0.1
 
 
-def test_weighted_mean_mask_and_empty():
+def test_class_weighted_mean_mask_and_empty():
   values = jnp.array([1., 2., 3., jnp.nan])
   labels = jnp.array([0, 1, 2, 0])
   mask = jnp.array([True, True, True, False])
-  got = losses.weighted_mean(values, labels, jnp.asarray(WEIGHTS), mask)
+  got = losses.class_weighted_mean(values, labels, jnp.asarray(WEIGHTS), mask)
   np.testing.assert_allclose(got, (1 + 4 + 12) / 7)
-  empty = losses.weighted_mean(values, labels, jnp.asarray(WEIGHTS),
+  empty = losses.class_weighted_mean(values, labels, jnp.asarray(WEIGHTS),
                                jnp.zeros(4, bool))
   assert float(empty) == 0.0
 
@@ -87,7 +87,7 @@ def test_center_loss_gradient():
   def l_c(z, centers):
     per_example = center_loss.loss(z, labels,
                                    center_loss.CenterLossState(centers))
-    return losses.weighted_mean(per_example, labels, jnp.asarray(WEIGHTS),
+    return losses.class_weighted_mean(per_example, labels, jnp.asarray(WEIGHTS),
                                 mask)
 
   g_z, g_c = jax.grad(l_c, argnums=(0, 1))(z, centers)
