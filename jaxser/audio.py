@@ -8,6 +8,9 @@ import soxr
 
 from jaxser.errors import AudioError
 
+__all__ = ['MIN_SAMPLE_RATE', 'SAMPLE_RATE', 'describe_low_rate',
+           'describe_truncation', 'load', 'to_mono_rate', 'wav_truncation']
+
 SAMPLE_RATE = 16000  # Hz; every feature parameter assumes it.
 # Lower rates hold no speech band worth the name (telephone speech is 8 kHz),
 # and resampling them up would let a tiny file fill the memory: 4 KB at 1 Hz
@@ -44,8 +47,7 @@ def load(path, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
   try:
     rate = sf.info(path).samplerate
     if rate < MIN_SAMPLE_RATE:  # before reading: the check bounds memory
-      raise AudioError(f'{path}: unreadable audio (sample rate {rate} Hz, below '
-                       f'the {MIN_SAMPLE_RATE} Hz of any speech recording)',
+      raise AudioError(f'{path}: unreadable audio ({describe_low_rate(rate)})',
                        'unreadable audio')
     data, rate = sf.read(path, dtype='float32', always_2d=True)
   except AudioError:
@@ -107,6 +109,12 @@ def describe_truncation(declared: int, present: int) -> str:
   return f'the header declares {declared} samples, the file holds {present}'
 
 
+def describe_low_rate(rate: int) -> str:
+  """Why a rate below `MIN_SAMPLE_RATE` is refused (one phrase for every report)."""
+  return (f'sample rate {rate} Hz, below the {MIN_SAMPLE_RATE} Hz of any speech '
+          'recording')
+
+
 def _wav_data_chunk(head: bytes) -> tuple[int, int, int] | None:
   """`(block_align, data offset, declared data bytes)` of a WAV header."""
   if head[:4] != b'RIFF' or head[8:12] != b'WAVE':
@@ -133,6 +141,3 @@ def to_mono_rate(data: np.ndarray, rate: int,
     data = soxr.resample(data, rate, sample_rate, quality='HQ')
   return np.ascontiguousarray(data, dtype=np.float32)
 
-
-def duration_seconds(num_samples: int, sample_rate: int = SAMPLE_RATE) -> float:
-  return num_samples / sample_rate

@@ -1,5 +1,8 @@
 """The exceptions jaxser raises for bad input, each naming what is wrong."""
 
+__all__ = ['AudioError', 'CheckpointError', 'ConfigError', 'CorpusError',
+           'IdentityError', 'Interrupted', 'JaxserError', 'NonFiniteError']
+
 
 class JaxserError(Exception):
   """Base class of every error jaxser raises on purpose."""

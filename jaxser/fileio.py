@@ -1,18 +1,30 @@
-"""Writing a run's small files: whole or not at all, never through a link.
+"""Writing files and folders: whole or not at all, never through a link.
 
 Every result file that a resumable driver reads back (`results.json`,
 `summary.json`, run records, metrics rewritten on resume, reports) is written
 by `atomic_write`: to a fresh temporary file beside it (a unique name opened
 with `O_EXCL`, so a planted symlink is never followed), flushed to disk, then
 renamed over the target. A run killed or out of disk space leaves the previous
-file (or none) and no temporary file, never half of one.
+file (or none) and no temporary file, never half of one. A folder written at
+once (a feature cache, the demo corpus) is filled under a temporary name and
+renamed into place by `atomic_folder`.
 """
 
+import contextlib
 import json
 import os
+import pathlib
+import secrets
+import shutil
 import tempfile
+from typing import Callable, Iterator
+
+from absl import logging
 
 from jaxser.errors import JaxserError
+
+__all__ = ['atomic_folder', 'atomic_write', 'fsync_folder', 'reason',
+           'write_json']
 
 
 def reason(error: BaseException, limit: int = 200) -> str:
@@ -90,3 +102,73 @@ def fsync_folder(folder: str) -> None:
     pass
   finally:
     os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_folder(final, is_complete: Callable[[pathlib.Path], bool]
+                  ) -> Iterator[pathlib.Path]:
+  """A temporary folder, renamed to `final` when the `with` block succeeds.
+
+  A process killed mid-way leaves only `.tmp-<name>-<pid>-<random>`, never
+  `final`; such leftovers of processes no longer running are deleted on the
+  next call, as is a `final` that `is_complete` rejects. If another process
+  completes `final` first, its folder is kept and ours discarded. Every file
+  is flushed to disk before the rename, and the rename itself after it, so a
+  machine that crashes leaves the whole folder or none (not a folder of
+  files the disk never received: zeros, or nothing).
+
+  Args:
+    final: the folder to create.
+    is_complete: tells a finished folder from anything else.
+
+  Yields:
+    The temporary folder to fill.
+  """
+  final = pathlib.Path(final)
+  final.parent.mkdir(parents=True, exist_ok=True)
+  prefix = f'.tmp-{final.name}-'
+  for leftover in final.parent.glob(f'{prefix}*'):
+    pid = leftover.name[len(prefix):].split('-')[0]
+    if pid.isdigit() and not _process_alive(int(pid)):
+      logging.info('removing %s, left by an interrupted run', leftover)
+      shutil.rmtree(leftover, ignore_errors=True)
+  if final.exists() and not is_complete(final):
+    logging.warning('replacing the incomplete folder %s', final)
+    shutil.rmtree(final)
+  # Unique, so two threads or a reused pid never share a temporary folder.
+  tmp = final.with_name(f'{prefix}{os.getpid()}-{secrets.token_hex(4)}')
+  tmp.mkdir()
+  try:
+    yield tmp
+    _sync_tree(tmp)
+    try:
+      os.rename(tmp, final)
+    except OSError:
+      if not is_complete(final):  # anything but a racing run that finished
+        raise
+    else:
+      fsync_folder(final.parent)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sync_tree(folder: pathlib.Path) -> None:
+  """Flushes every file under `folder`, then the folders, to disk."""
+  for root, _, names in os.walk(folder):
+    for name in names:
+      fd = os.open(os.path.join(root, name), os.O_RDONLY)
+      try:
+        os.fsync(fd)
+      finally:
+        os.close(fd)
+    fsync_folder(pathlib.Path(root))
+
+
+def _process_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # alive, another user's
+    return True
+  return True

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from jaxser.data.records import PAPER_4CLASS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLASSES = ('neutral', 'angry', 'happy', 'sad')
+CLASSES = PAPER_4CLASS.classes
 # A rough prosody per class: pitch (Hz) and loudness, so a model can learn it.
 _TONES = {'neutral': (140, 0.10), 'angry': (260, 0.40), 'happy': (220, 0.25),
           'sad': (110, 0.05)}

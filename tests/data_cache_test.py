@@ -1,9 +1,8 @@
 """The feature cache: built once, reopened, invalidated, random access.
 
-Also every way the reliability review fooled it: damaged folders, edits that
-keep size and mtime, audio whose features overflow, a full disk, the same
-audio under two ids.
-"""
+Also every way the reliability review fooled it: damaged folders, audio whose
+features overflow, a full disk, the same audio under two ids (edits that keep
+size and mtime: data_fingerprint_test.py)."""
 
 import dataclasses
 import errno
@@ -24,6 +23,7 @@ from jaxser import data
 from jaxser import features
 from jaxser.data import cache as cache_lib
 from jaxser.data import fingerprint
+from jaxser.data.records import PAPER_4CLASS
 from jaxser.errors import CorpusError
 from jaxser.errors import JaxserError
 from data_readers_test import write_wav  # pylint: disable=g-bad-import-order
@@ -40,7 +40,7 @@ def corpus(tmp_path):
   for k, (name, (seconds, rate, channels)) in enumerate(clips.items()):
     write_wav(tmp_path / 'corpus' / f'{name}.wav', seconds, rate=rate,
               channels=channels, seed=k)
-    rows.append(f'{name}.wav,{["neutral", "angry", "happy", "sad"][k % 4]}')
+    rows.append(f'{name}.wav,{PAPER_4CLASS.classes[k % 4]}')
   (tmp_path / 'corpus' / 'manifest.csv').write_text('\n'.join(rows) + '\n')
   utterances, _ = data.load_corpus('manifest', tmp_path / 'corpus')
   return utterances
@@ -120,10 +120,6 @@ def test_decoding_failures_are_reported_not_fatal(corpus, tmp_path):
 def test_repeated_ids_are_refused(corpus, tmp_path):
   with pytest.raises(CorpusError, match='not unique'):
     _build([corpus[0], corpus[0]], tmp_path / 'cache')
-
-
-def _features(path, params=PARAMS):
-  return features.extract_numpy([audio.load(path)], params, batch_size=BATCH)[0]
 
 
 def _warnings(monkeypatch):
@@ -247,60 +243,6 @@ def test_files_are_on_disk_before_the_rename(corpus, tmp_path, monkeypatch):
   synced = {name for kind, name in events[:renamed] if kind == 'fsync'}
   assert {cache_lib.DATA_FILE, cache_lib.INDEX_FILE} <= synced
   assert ('fsync', 'cache') in events[renamed:]  # the rename itself
-
-
-# ----------------------------------------------------------------------------
-# Finding 2: the key covers the files' content, not only their stat.
-
-
-def test_edit_keeping_size_and_mtime_gives_new_key_and_features(
-    corpus, tmp_path, monkeypatch):
-  monkeypatch.setattr(fingerprint, '_RACY_NS', 0)  # remember every hash at once
-  base = _build(corpus, tmp_path / 'cache')
-  old = np.array(base[1])
-  path = corpus[1].path
-  before = os.stat(path)
-  write_wav(path, 0.8, seed=123)  # the same length, other samples
-  os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
-  after = os.stat(path)
-  assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
-  changed = _build(corpus, tmp_path / 'cache')
-  assert changed.folder != base.folder
-  np.testing.assert_array_equal(changed[1], _features(path))
-  assert not np.allclose(changed[1], old)
-
-
-def test_fingerprint_covers_content_and_labels_not_paths(corpus, tmp_path,
-                                                         monkeypatch):
-  monkeypatch.setattr(fingerprint, '_RACY_NS', 0)
-  cache_dir = tmp_path / 'cache'
-  print_ = fingerprint.corpus_fingerprint(corpus, cache_dir)
-  memo = json.loads((cache_dir / fingerprint.HASHES_FILE).read_text())
-  assert sorted(memo) == sorted(u.path for u in corpus)
-  hashed = []
-  real_hash = fingerprint._hash_file
-  monkeypatch.setattr(fingerprint, '_hash_file',
-                      lambda p: hashed.append(p) or real_hash(p))
-  assert fingerprint.corpus_fingerprint(corpus, cache_dir) == print_
-  assert not hashed  # unchanged files are not read again
-  shutil.copytree(tmp_path / 'corpus', tmp_path / 'moved')
-  moved = [dataclasses.replace(u, path=u.path.replace('/corpus/', '/moved/'))
-           for u in corpus]
-  assert fingerprint.corpus_fingerprint(moved, cache_dir) == print_
-  assert len(hashed) == 5  # new paths: read once
-  relabelled = [dataclasses.replace(corpus[0], label='sad')] + corpus[1:]
-  assert fingerprint.corpus_fingerprint(relabelled, cache_dir) != print_
-
-
-def test_files_changed_just_now_are_hashed_again(corpus, tmp_path, monkeypatch):
-  # Within a clock tick an edit need not move the ctime: not remembered yet.
-  fingerprint.corpus_fingerprint(corpus, tmp_path / 'cache')
-  assert not (tmp_path / 'cache' / fingerprint.HASHES_FILE).exists()
-  (tmp_path / 'cache').mkdir()
-  (tmp_path / 'cache' / fingerprint.HASHES_FILE).write_text('garbage')
-  warnings = _warnings(monkeypatch)
-  fingerprint.corpus_fingerprint(corpus, tmp_path / 'cache')
-  assert 'hashing every file again' in warnings[0]
 
 
 # ----------------------------------------------------------------------------

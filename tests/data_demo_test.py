@@ -2,7 +2,6 @@
 
 import collections
 import itertools
-import os
 import pathlib
 
 import librosa
@@ -12,6 +11,7 @@ import soundfile as sf
 
 from jaxser import data
 from jaxser.data import demo
+from jaxser.data import demo_synthesis
 
 SIZE = 120  # 37 neutral, 24 angry, 35 happy, 24 sad
 
@@ -73,7 +73,7 @@ def test_interrupted_builds_leave_nothing_that_passes(tmp_path):
 def test_reads_back_through_the_manifest(corpus):
   utterances, summary = corpus
   assert len(utterances) == SIZE and not summary.skipped and not summary.notes
-  assert summary.by_class == demo.class_counts(SIZE) == {
+  assert summary.by_class == demo_synthesis.class_counts(SIZE) == {
       'neutral': 37, 'angry': 24, 'happy': 35, 'sad': 24}
   assert {u.corpus for u in utterances} == {'demo'}
   assert {u.improvised for u in utterances} == {False}
@@ -91,11 +91,11 @@ def test_reads_back_through_the_manifest(corpus):
 
 
 def test_recipe_sizes():
-  assert len(set(demo.SENTENCES)) >= 40
-  assert len({voice for _, male, female in demo.SESSIONS for voice in (male, female)}) >= 8
-  counts = demo.class_counts(5531)
+  assert len(set(demo_synthesis.SENTENCES)) >= 40
+  assert len({voice for _, male, female in demo_synthesis.SESSIONS for voice in (male, female)}) >= 8
+  counts = demo_synthesis.class_counts(5531)
   assert counts == {'neutral': 1708, 'angry': 1103, 'happy': 1636, 'sad': 1084}
-  assert sum(demo.class_counts(803).values()) == 803
+  assert sum(demo_synthesis.class_counts(803).values()) == 803
 
 
 def _statistics(path: str) -> tuple[float, float, float]:

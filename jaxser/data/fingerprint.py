@@ -28,6 +28,9 @@ from jaxser import fileio
 from jaxser.data import records
 from jaxser.errors import JaxserError
 
+__all__ = ['HASHES_FILE', 'content_hashes', 'corpus_fingerprint',
+           'from_content_hashes']
+
 HASHES_FILE = 'content_hashes.json'  # in cache_dir: the memo of file hashes
 _HASH_BLOCK = 1 << 20  # bytes read at a time when hashing a file
 # A file whose ctime is this recent may change again within the same clock
@@ -54,7 +57,8 @@ def corpus_fingerprint(utterances: Sequence[records.Utterance], cache_dir) -> st
   Returns:
     A 64-digit hexadecimal SHA-256.
   """
-  return of(utterances, content_hashes([u.path for u in utterances], cache_dir))
+  hashes = content_hashes([u.path for u in utterances], cache_dir)
+  return from_content_hashes(utterances, hashes)
 
 
 def content_hashes(paths: Iterable[str], cache_dir) -> dict[str, str | None]:
@@ -86,8 +90,8 @@ def content_hashes(paths: Iterable[str], cache_dir) -> dict[str, str | None]:
   return hashes
 
 
-
-def of(utterances: Sequence[records.Utterance], hashes: dict[str, str | None]) -> str:
+def from_content_hashes(utterances: Sequence[records.Utterance],
+                        hashes: dict[str, str | None]) -> str:
   """`corpus_fingerprint` from the files' `content_hashes`."""
   digest = hashlib.sha256()
   for utt in sorted(utterances, key=lambda u: u.id):

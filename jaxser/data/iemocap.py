@@ -1,4 +1,4 @@
-"""IEMOCAP, read from its release layout (SPEC.md section 8).
+"""IEMOCAP, read from its release layout (docs/corpora.md, Reading a corpus).
 
     <root>/Session{1..5}/dialog/EmoEvaluation/<dialog>.txt
     <root>/Session{1..5}/sentences/wav/<dialog>/<utterance>.wav
@@ -21,6 +21,8 @@ import re
 
 from jaxser.data import records
 from jaxser.errors import CorpusError
+
+__all__ = ['LABELS', 'NAME', 'read']
 
 NAME = 'iemocap'
 
@@ -64,7 +66,7 @@ def read(root) -> tuple[list[records.Utterance], list[records.Issue]]:
   for label_file in label_files:
     session_dir = label_file.parents[2]
     items.extend(_read_label_file(label_file, session_dir))
-  return records.collect(items)
+  return records.utterances_and_issues(items)
 
 
 def _read_label_file(label_file: pathlib.Path, session_dir: pathlib.Path):

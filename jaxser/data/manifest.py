@@ -23,9 +23,11 @@ import pathlib
 from jaxser.data import records
 from jaxser.errors import CorpusError
 
+__all__ = ['FILE_NAME', 'NAME', 'read']
+
 NAME = 'manifest'
 FILE_NAME = 'manifest.csv'  # looked for when `root` is a folder
-REQUIRED = ('path', 'label')
+_REQUIRED = ('path', 'label')
 
 _BOOLEANS = {'true': True, 'yes': True, '1': True, 'improvised': True,
              'false': False, 'no': False, '0': False, 'scripted': False}
@@ -57,12 +59,12 @@ def read(root, *, corpus: str = NAME) -> tuple[list[records.Utterance], list[rec
                       'save the manifest as UTF-8') from e
   except csv.Error as e:
     raise CorpusError(f'{csv_path}: not a readable CSV ({e})') from e
-  missing = [c for c in REQUIRED if c not in columns]
+  missing = [c for c in _REQUIRED if c not in columns]
   if missing:
     raise CorpusError(f'{csv_path}: the manifest has no {" or ".join(missing)} '
                       f'column (columns: {", ".join(columns) or "none"})')
   # Row 1 is the header, so data rows start at 2 (as a spreadsheet shows them).
-  utterances, issues = records.collect(
+  utterances, issues = records.utterances_and_issues(
       _parse(row, csv_path, number, corpus) for number, row in enumerate(rows, 2)
       if any(row.values()))
   return _keep_suffixes_that_tell_apart(utterances, rows, csv_path), issues

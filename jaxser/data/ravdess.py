@@ -1,4 +1,4 @@
-"""RAVDESS, read from its release layout (SPEC.md section 8).
+"""RAVDESS, read from its release layout (docs/corpora.md, Reading a corpus).
 
     <root>/Actor_01/03-01-06-01-02-01-12.wav
 
@@ -14,6 +14,8 @@ import re
 
 from jaxser.data import records
 from jaxser.errors import CorpusError
+
+__all__ = ['LABELS', 'NAME', 'read']
 
 NAME = 'ravdess'
 
@@ -43,7 +45,7 @@ def read(root) -> tuple[list[records.Utterance], list[records.Issue]]:
   files = records.list_files(root, recursive=True)
   if not files:
     raise CorpusError(f'{root}: no Actor_NN/*.wav found: not a RAVDESS folder')
-  return records.collect(_parse(path) for path in files)
+  return records.utterances_and_issues(_parse(path) for path in files)
 
 
 def _parse(path: pathlib.Path):

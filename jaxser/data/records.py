@@ -8,28 +8,31 @@ IEMOCAP set with excited merged into happy.
 
 What a load skipped or noted is an `Issue` (a kind from `FAULTS`, `EXCLUDED`
 or `NOTES`, the file and a detail), gathered in a `CorpusSummary`. The file
-ends with the helpers the data modules share (listing a layout's files,
-writing a folder atomically).
+ends with the helpers the corpus readers share (listing a layout's files,
+sorting what a parser returned into records and issues).
 """
 
 import collections
-import contextlib
 import dataclasses
-import os
 import pathlib
-import secrets
-import shutil
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
-from absl import logging
 import numpy as np
 
-from jaxser import fileio
 from jaxser.errors import ConfigError
 
+__all__ = [
+    'CANONICAL_LABELS', 'EXCLUDED', 'FAULTS', 'LABEL_ALIASES', 'NOTES',
+    'PAPER_4CLASS', 'CorpusSummary', 'Issue', 'LabelMap', 'Utterance',
+    'canonical_label', 'format_issues', 'get_label_map', 'list_files',
+    'parse_gender', 'utterances_and_issues',
+]
+
+# The paper's four classes, in class-index order (docs/method.md, Protocols).
+_PAPER_CLASSES = ('neutral', 'angry', 'happy', 'sad')
+
 # Emotion names every reader maps its codes to.
-CANONICAL_LABELS = (
-    'neutral', 'angry', 'happy', 'sad',  # the paper's four classes
+CANONICAL_LABELS = _PAPER_CLASSES + (
     'calm', 'fearful', 'disgust', 'surprised', 'boredom', 'frustrated',
     'excited', 'contempt', 'other',
     'no_agreement',  # IEMOCAP 'xxx': the annotators had no majority
@@ -46,7 +49,7 @@ LABEL_ALIASES = {
     'xxx': 'no_agreement',
 }
 
-GENDERS = ('M', 'F')
+_GENDERS = ('M', 'F')
 
 # Issue kinds. Faults are broken entries: skipped, and fatal with strict=True.
 FAULTS = ('missing file', 'unreadable audio', 'truncated audio', 'empty audio',
@@ -87,7 +90,7 @@ class Utterance:
   corpus: str
 
   def __post_init__(self):
-    if self.gender not in (None,) + GENDERS:
+    if self.gender not in (None,) + _GENDERS:
       raise ValueError(f'{self.id}: gender must be M, F or None, got {self.gender!r}')
 
 
@@ -155,10 +158,9 @@ class LabelMap:
     return {'classes': list(self.classes), 'merges': [list(m) for m in self.merges]}
 
 
-PAPER_4CLASS = LabelMap(classes=('neutral', 'angry', 'happy', 'sad'),
-                        merges=(('excited', 'happy'),))
+PAPER_4CLASS = LabelMap(classes=_PAPER_CLASSES, merges=(('excited', 'happy'),))
 
-NAMED_LABEL_MAPS = {'paper4': PAPER_4CLASS}
+_NAMED_LABEL_MAPS = {'paper4': PAPER_4CLASS}
 
 
 def get_label_map(spec: 'LabelMap | str | Sequence[str] | None' = None) -> LabelMap:
@@ -166,7 +168,7 @@ def get_label_map(spec: 'LabelMap | str | Sequence[str] | None' = None) -> Label
 
   Args:
     spec: None (the paper's 4 classes), a `LabelMap`, a name in
-      `NAMED_LABEL_MAPS` ('paper4'), or class names as a sequence or as one
+      `_NAMED_LABEL_MAPS` ('paper4'), or class names as a sequence or as one
       comma-separated string (e.g. from a flag: 'neutral,angry,happy,sad').
       Names may be aliases ('anger', 'fear').
 
@@ -181,8 +183,8 @@ def get_label_map(spec: 'LabelMap | str | Sequence[str] | None' = None) -> Label
   if isinstance(spec, LabelMap):
     return spec
   if isinstance(spec, str):
-    if spec in NAMED_LABEL_MAPS:
-      return NAMED_LABEL_MAPS[spec]
+    if spec in _NAMED_LABEL_MAPS:
+      return _NAMED_LABEL_MAPS[spec]
     spec = [name for name in spec.split(',') if name.strip()]
   classes = []
   for name in spec:
@@ -320,7 +322,7 @@ def _join(counts: Mapping[str, int]) -> str:
 
 
 # --------------------------------------------------------------------------
-# Helpers shared by the data modules.
+# Helpers shared by the corpus readers.
 
 
 def list_files(folder, suffix: str = '.wav', *, recursive: bool = False) -> list:
@@ -337,79 +339,10 @@ def list_files(folder, suffix: str = '.wav', *, recursive: bool = False) -> list
       and not any(part.startswith('.') for part in p.relative_to(folder).parts))
 
 
-def collect(items: Iterable['Utterance | Issue']) -> tuple[list[Utterance], list[Issue]]:
+def utterances_and_issues(items: Iterable['Utterance | Issue']
+                          ) -> tuple[list[Utterance], list[Issue]]:
   """Splits what a reader's per-file parser returned into records and issues."""
   utterances, issues = [], []
   for item in items:
     (utterances if isinstance(item, Utterance) else issues).append(item)
   return utterances, issues
-
-
-@contextlib.contextmanager
-def atomic_folder(final, is_complete: Callable[[pathlib.Path], bool]
-                  ) -> Iterator[pathlib.Path]:
-  """A temporary folder, renamed to `final` when the `with` block succeeds.
-
-  A process killed mid-way leaves only `.tmp-<name>-<pid>-<random>`, never
-  `final`; such leftovers of processes no longer running are deleted on the
-  next call, as is a `final` that `is_complete` rejects. If another process
-  completes `final` first, its folder is kept and ours discarded. Every file
-  is flushed to disk before the rename, and the rename itself after it, so a
-  machine that crashes leaves the whole folder or none (not a folder of
-  files the disk never received: zeros, or nothing).
-
-  Args:
-    final: the folder to create.
-    is_complete: tells a finished folder from anything else.
-
-  Yields:
-    The temporary folder to fill.
-  """
-  final = pathlib.Path(final)
-  final.parent.mkdir(parents=True, exist_ok=True)
-  prefix = f'.tmp-{final.name}-'
-  for leftover in final.parent.glob(f'{prefix}*'):
-    pid = leftover.name[len(prefix):].split('-')[0]
-    if pid.isdigit() and not _process_alive(int(pid)):
-      logging.info('removing %s, left by an interrupted run', leftover)
-      shutil.rmtree(leftover, ignore_errors=True)
-  if final.exists() and not is_complete(final):
-    logging.warning('replacing the incomplete folder %s', final)
-    shutil.rmtree(final)
-  # Unique, so two threads or a reused pid never share a temporary folder.
-  tmp = final.with_name(f'{prefix}{os.getpid()}-{secrets.token_hex(4)}')
-  tmp.mkdir()
-  try:
-    yield tmp
-    sync_tree(tmp)
-    try:
-      os.rename(tmp, final)
-    except OSError:
-      if not is_complete(final):  # anything but a racing run that finished
-        raise
-    else:
-      fileio.fsync_folder(final.parent)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
-def sync_tree(folder: pathlib.Path) -> None:
-  """Flushes every file under `folder`, then the folders, to disk."""
-  for root, _, names in os.walk(folder):
-    for name in names:
-      fd = os.open(os.path.join(root, name), os.O_RDONLY)
-      try:
-        os.fsync(fd)
-      finally:
-        os.close(fd)
-    fileio.fsync_folder(pathlib.Path(root))
-
-
-def _process_alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:  # alive, another user's
-    return True
-  return True

@@ -15,13 +15,15 @@ import pathlib
 from jaxser.data import records
 from jaxser.errors import CorpusError
 
+__all__ = ['LABELS', 'NAME', 'read']
+
 NAME = 'tess'
 
 # The one TESS label table: file-name emotions to canonical names.
 LABELS = {'angry': 'angry', 'disgust': 'disgust', 'fear': 'fearful',
           'happy': 'happy', 'neutral': 'neutral', 'ps': 'surprised',
           'sad': 'sad'}
-SPEAKERS = ('OAF', 'YAF')  # both actresses are female
+_SPEAKERS = ('OAF', 'YAF')  # both actresses are female
 
 
 def read(root) -> tuple[list[records.Utterance], list[records.Issue]]:
@@ -41,13 +43,13 @@ def read(root) -> tuple[list[records.Utterance], list[records.Issue]]:
   files = records.list_files(root, recursive=True)
   if not files:
     raise CorpusError(f'{root}: no <OAF|YAF>_<word>_<emotion>.wav found: not a TESS folder')
-  return records.collect(_parse(path) for path in files)
+  return records.utterances_and_issues(_parse(path) for path in files)
 
 
 def _parse(path: pathlib.Path):
   fields = path.stem.split('_')
   speaker = fields[0].upper()
-  if len(fields) < 3 or speaker not in SPEAKERS:
+  if len(fields) < 3 or speaker not in _SPEAKERS:
     return records.Issue('unrecognised name', str(path),
                          'not <OAF|YAF>_<word>_<emotion>.wav')
   code = fields[-1].lower()
