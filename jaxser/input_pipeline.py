@@ -20,11 +20,14 @@ from typing import Iterator, Sequence
 import grain
 import numpy as np
 
-from jaxser import features as features_lib
+from jaxser import standardize
 from jaxser.errors import ConfigError
 
+__all__ = ['Examples', 'eval_batches', 'pad_batch', 'train_dataset',
+           'train_iterator']
 
-def bucket_for(length: int, buckets: Sequence[int]) -> int:
+
+def _bucket_for(length: int, buckets: Sequence[int]) -> int:
   """The smallest bucket >= `length`.
 
   Raises:
@@ -52,7 +55,7 @@ class Examples:
   features: Sequence
   labels: np.ndarray
   indices: np.ndarray
-  standardizer: features_lib.Standardizer
+  standardizer: standardize.Standardizer
 
   def __len__(self):
     return len(self.indices)
@@ -63,7 +66,7 @@ class Examples:
 
 def pad_batch(items: Sequence[np.ndarray], labels: Sequence[int], *,
               batch_size: int, buckets: Sequence[int],
-              standardizer: features_lib.Standardizer,
+              standardizer: standardize.Standardizer,
               longest: int | None = None) -> dict:
   """Pads up to `batch_size` utterances into one batch (see module docstring).
 
@@ -84,7 +87,7 @@ def pad_batch(items: Sequence[np.ndarray], labels: Sequence[int], *,
     raise ValueError(f'pad_batch: {len(items)} items for a batch of {batch_size}')
   bins = items[0].shape[-1]
   lengths = np.array([len(x) for x in items], np.int32)
-  bucket = bucket_for(max(int(lengths.max()), longest or 0), buckets)
+  bucket = _bucket_for(max(int(lengths.max()), longest or 0), buckets)
   out = np.zeros((batch_size, bucket, bins), np.float32)
   mean, std = standardizer
   for row, x in enumerate(items):

@@ -21,7 +21,12 @@ import numpy as np
 
 from jaxser.errors import ConfigError
 
-DATA_AXIS = 'data'
+__all__ = ['DATA_AXIS', 'batch_sharding', 'check_batch_sizes',
+           'check_divisible', 'global_batch', 'initialize', 'is_chief',
+           'make_mesh', 'replicate', 'replicated', 'shard_batch', 'sync',
+           'to_host']
+
+DATA_AXIS = 'data'  # the mesh's one axis: the batch is split along it
 
 
 def initialize(coordinator_address: str | None = None,
@@ -62,6 +67,7 @@ def batch_sharding(mesh) -> jax.sharding.NamedSharding:
 
 
 def replicated(mesh) -> jax.sharding.NamedSharding:
+  """The sharding of a full copy on every device of the mesh."""
   return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
 
 
@@ -78,7 +84,7 @@ def check_divisible(batch_size: int, mesh, what: str = 'config.batch_size') -> N
                       f'{devices} devices of the data-parallel mesh')
 
 
-def local_rows(batch_size: int) -> slice:
+def _local_rows(batch_size: int) -> slice:
   """This process's rows of a global batch of `batch_size`."""
   per_process = batch_size // jax.process_count()
   start = jax.process_index() * per_process
@@ -120,10 +126,10 @@ def is_chief() -> bool:
 def shard_batch(batch: dict, mesh) -> dict:
   """Global arrays from a batch every process holds whole (evaluation).
 
-  Each process contributes its own rows (`local_rows`); with one process
+  Each process contributes its own rows (`_local_rows`); with one process
   this is `global_batch(batch, mesh)`.
   """
-  rows = local_rows(len(next(iter(batch.values()))))
+  rows = _local_rows(len(next(iter(batch.values()))))
   return global_batch({k: np.asarray(v)[rows] for k, v in batch.items()}, mesh)
 
 

@@ -4,13 +4,13 @@ Each protocol is a pure function of the utterance list and the utterances'
 class indices (and of a seed where it draws), returning a list of `Split`s:
 sorted indices into that list, one `Split` per fold.
 
-- 'paper' (`paper_folds`, the authors' code; SPEC.md section 5): within each
-  group of (session, improvised or scripted, speaker gender, emotion class)
-  the utterances are dealt round-robin, from a random start, into 10 subsets,
-  so every subset holds each group's utterances to within one. Fold k uses
-  subset 2k as dev, subset 2k+1 as test and the other 8 for training; the 5
-  folds cover all 10 subsets. Speaker-dependent: the same speakers appear in
-  train and test.
+- 'paper' (`paper_folds`, the authors' code; docs/method.md, Protocols):
+  within each group of (session, improvised or scripted, speaker gender,
+  emotion class) the utterances are dealt round-robin, from a random start,
+  into 10 subsets, so every subset holds each group's utterances to within
+  one. Fold k uses subset 2k as dev, subset 2k+1 as test and the other 8 for
+  training; the 5 folds cover all 10 subsets. Speaker-dependent: the same
+  speakers appear in train and test.
 - 'loso' (`leave_one_session_out`): one fold per session; the held-out
   session's speakers are split into dev and test (the authors' code), the
   other sessions train. Deterministic, no seed.
@@ -30,6 +30,10 @@ import numpy as np
 
 from jaxser.data.records import Utterance
 from jaxser.errors import ConfigError
+
+__all__ = ['PARTS', 'PROTOCOLS', 'Split', 'check_split',
+           'leave_one_session_out', 'make_folds', 'paper_folds',
+           'paper_subsets', 'random_split']
 
 PROTOCOLS = ('paper', 'loso', 'random')
 PARTS = ('train', 'dev', 'test')
@@ -316,7 +320,7 @@ def make_folds(protocol: str, utterances: Sequence[Utterance], labels, *,
 
 
 # --------------------------------------------------------------------------
-# Checks and counts.
+# Checks.
 
 
 def check_split(split: Split, num: int) -> None:
@@ -347,31 +351,3 @@ def check_split(split: Split, num: int) -> None:
     raise ValueError(f'split {split.name}: {len(twice)} indices in two parts, '
                      f'first {twice[:5].tolist()}')
 
-
-def class_counts(split: Split, labels, num_classes: int | None = None
-                 ) -> dict[str, list[int]]:
-  """Utterances of each class in each part.
-
-  Args:
-    split: the fold.
-    labels: `[n]` class indices of the whole utterance list.
-    num_classes: the length of each count list; default `max(labels) + 1`.
-
-  Returns:
-    `{'train': [count per class], 'dev': [...], 'test': [...]}`, JSON-ready.
-  """
-  labels = np.asarray(labels, np.int64)
-  if num_classes is None:
-    num_classes = int(labels.max()) + 1 if len(labels) else 0
-  return {part: np.bincount(labels[getattr(split, part)],
-                            minlength=num_classes).tolist()
-          for part in PARTS}
-
-
-def describe(split: Split, labels, class_names: Sequence[str]) -> str:
-  """One line for the log: each part's size and its class counts."""
-  counts = class_counts(split, labels, len(class_names))
-  parts = [f'{part} {sum(counts[part])} (' +
-           ', '.join(f'{name} {c}' for name, c in zip(class_names, counts[part]))
-           + ')' for part in PARTS]
-  return f'{split.name}: ' + '; '.join(parts)

@@ -1,5 +1,6 @@
 """Data parallelism: 4 CPU devices, and 2 processes, give the 1-device result."""
 
+import functools
 import json
 import os
 import pathlib
@@ -14,12 +15,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = textwrap.dedent('''
     import jax, numpy as np
-    from configs import tiny
-    from jaxser import parallel, train
+    from jaxser.configs import tiny
+    from jaxser import config_lib, parallel, train
 
     assert jax.device_count() == 4, jax.devices()
     config = tiny.get_config()
-    model = train.create_model(config, 4)
+    model = config_lib.create_model(config, 4)
     rng = np.random.default_rng(0)
     batches = []
     for i in range(3):
@@ -62,9 +63,11 @@ SCRIPT = textwrap.dedent('''
     waves = rng.standard_normal((8, 64000)).astype(np.float32)  # 2 chunks of 4
     lengths = rng.integers(40000, 64001, 8).astype(np.int32)
     single, _ = features.log_mel(waves, lengths)
-    explicit = jax.make_mesh((4,), ('data',), axis_types=(jax.sharding.AxisType.Explicit,))
+    explicit = jax.make_mesh((4,), (parallel.DATA_AXIS,),
+                             axis_types=(jax.sharding.AxisType.Explicit,))
     for mesh in (parallel.make_mesh(), explicit):
-      split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+      split = jax.sharding.NamedSharding(
+          mesh, jax.sharding.PartitionSpec(parallel.DATA_AXIS))
       mel, _ = features.log_mel(jax.device_put(waves, split), jax.device_put(lengths, split))
       np.testing.assert_allclose(np.asarray(mel), np.asarray(single), atol=1e-4)
     try:
@@ -93,7 +96,7 @@ RECORDING_DRIVER = textwrap.dedent('''
     from absl import app
     import jax
     import numpy as np
-    from jaxser import main, train
+    from jaxser import cli, main, train
     make_steps = train.make_steps
 
     def recording_make_steps(config, class_weights, mesh=None):
@@ -107,7 +110,7 @@ RECORDING_DRIVER = textwrap.dedent('''
       return step, eval_fn
 
     train.make_steps = recording_make_steps
-    app.run(main.main, flags_parser=main.parse_flags)
+    cli.run(main.main, main.define_flags)
 ''')
 
 
@@ -117,17 +120,48 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+def _cli(tone_manifest, tmp_path, workdir, *extra):
+  """The training command line, recording its state after every step."""
+  return [sys.executable, '-c', RECORDING_DRIVER, '--config=jaxser/configs/tiny.py',
+          f'--workdir={workdir}', '--config.corpus=manifest',
+          f'--config.corpus_root={tone_manifest}',
+          f'--config.cache_dir={tmp_path / "cache"}', '--config.plots=False',
+          *extra]
+
+
+def _check_prediction_on_four_devices(env, tmp_path, tone_manifest):
+  """Prediction on 4 devices equals one device's; a batch of 6 is refused."""
+  wavs = sorted(str(p) for p in pathlib.Path(tone_manifest).parent.glob('*.wav'))[:6]
+  four_devices = dict(env, XLA_FLAGS='--xla_force_host_platform_device_count=4')
+
+  def predict(run_env, batch_size):
+    return subprocess.run(
+        [sys.executable, '-m', 'jaxser.predict', f'--workdir={tmp_path / "four"}',
+         f'--batch_size={batch_size}', *wavs], cwd=ROOT, env=run_env,
+        capture_output=True, text=True, timeout=600)
+
+  on_four, on_one = predict(four_devices, 4), predict(env, 4)
+  assert on_four.returncode == 0 and on_one.returncode == 0, on_four.stderr[-3000:]
+  rows = [[json.loads(line) for line in out.stdout.splitlines()]
+          for out in (on_four, on_one)]
+  assert len(rows[0]) == len(wavs)
+  for a, b in zip(*rows):
+    assert a['emotion'] == b['emotion']
+    np.testing.assert_allclose(list(a['probabilities'].values()),
+                               list(b['probabilities'].values()), atol=1e-5)
+  refused = predict(four_devices, 6)
+  assert refused.returncode != 0
+  last = refused.stderr.strip().splitlines()[-1]
+  assert last.startswith('jaxser: --batch_size=6: must be divisible by the 4 '
+                         'devices'), refused.stderr[-3000:]
+  assert 'Traceback' not in refused.stderr
+
+
 def test_two_processes_and_four_devices_train_as_one(tone_manifest, tmp_path):
   """The CLI: 2 processes (jax.distributed on loopback) == 4 devices == 1."""
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   env.pop('XLA_FLAGS', None)
-
-  def cli(workdir, *extra):
-    return [sys.executable, '-c', RECORDING_DRIVER, '--config=configs/tiny.py',
-            f'--workdir={workdir}', '--config.corpus=manifest',
-            f'--config.corpus_root={tone_manifest}',
-            f'--config.cache_dir={tmp_path / "cache"}', '--config.plots=False',
-            *extra]
+  cli = functools.partial(_cli, tone_manifest, tmp_path)
 
   # One process first: the reference, and it fills the feature cache.
   single = subprocess.run(cli(tmp_path / 'one'), cwd=ROOT, capture_output=True,
@@ -165,32 +199,7 @@ def test_two_processes_and_four_devices_train_as_one(tone_manifest, tmp_path):
   for key in one.files:
     np.testing.assert_allclose(four[key], one[key], atol=1e-5, rtol=1e-5)
 
-  # Prediction over the 4 devices agrees with one device; a batch size that
-  # does not divide by 4 is refused by name.
-  wavs = sorted(str(p) for p in pathlib.Path(tone_manifest).parent.glob('*.wav'))[:6]
-  four_devices = dict(env, XLA_FLAGS='--xla_force_host_platform_device_count=4')
-
-  def predict(run_env, batch_size):
-    return subprocess.run(
-        [sys.executable, '-m', 'jaxser.predict', f'--workdir={tmp_path / "four"}',
-         f'--batch_size={batch_size}', *wavs], cwd=ROOT, env=run_env,
-        capture_output=True, text=True, timeout=600)
-
-  on_four, on_one = predict(four_devices, 4), predict(env, 4)
-  assert on_four.returncode == 0 and on_one.returncode == 0, on_four.stderr[-3000:]
-  rows = [[json.loads(line) for line in out.stdout.splitlines()]
-          for out in (on_four, on_one)]
-  assert len(rows[0]) == len(wavs)
-  for a, b in zip(*rows):
-    assert a['emotion'] == b['emotion']
-    np.testing.assert_allclose(list(a['probabilities'].values()),
-                               list(b['probabilities'].values()), atol=1e-5)
-  refused = predict(four_devices, 6)
-  assert refused.returncode != 0
-  last = refused.stderr.strip().splitlines()[-1]
-  assert last.startswith('jaxser: --batch_size=6: must be divisible by the 4 '
-                         'devices'), refused.stderr[-3000:]
-  assert 'Traceback' not in refused.stderr
+  _check_prediction_on_four_devices(env, tmp_path, tone_manifest)
 
   # Process 0 alone wrote the metrics (each step once) and the results, and
   # only it printed the summary.
