@@ -110,9 +110,9 @@ def describe_truncation(declared: int, present: int) -> str:
 
 
 def describe_low_rate(rate: int) -> str:
-  """Why a rate below `MIN_SAMPLE_RATE` is refused (one phrase for every report)."""
-  return (f'sample rate {rate} Hz, below the {MIN_SAMPLE_RATE} Hz of any speech '
-          'recording')
+  """Why a rate below `MIN_SAMPLE_RATE` is refused (one phrase for all reports)."""
+  return (f'sample rate {rate} Hz, below the {MIN_SAMPLE_RATE} Hz of any '
+          'speech recording')
 
 
 def _wav_data_chunk(head: bytes) -> tuple[int, int, int] | None:

