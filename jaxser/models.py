@@ -5,7 +5,10 @@ number of valid frames of each utterance. It is treated as an image with one
 channel and goes through VALID convolutions and max-pools (ReLU after each
 conv), is reshaped to a sequence `[batch, steps, bins' * channels]`, read by a
 bidirectional GRU with sequence lengths, and ends with FC1 + PReLU (the
-embedding `z` the centre loss works on) and FC2 (the logits).
+embedding `z` the centre loss works on) and FC2 (the logits)
+(docs/method.md, Model). The masked ReLU, the max-pool and the BiGRU run as
+the measured fast kernels of `jaxser.ops`, each checked against its plain
+Flax reference.
 
 Padding never changes the result for an utterance:
 
@@ -33,6 +36,20 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxser import ops
+
+__all__ = [
+    'CRNN',
+    'ConvSpec',
+    'PAPER_CONVS',
+    'compiler_options',
+    'min_frames',
+    'output_length',
+    'pad_to_min_frames',
+    'sequence_shape',
+    'valid_length',
+]
+
 
 class ConvSpec(NamedTuple):
   """One square VALID conv layer, ReLU, and an optional max-pool.
@@ -50,8 +67,8 @@ class ConvSpec(NamedTuple):
   pool: int = 0
 
 
-# SPEC section 2: conv1 48@7x7/2 without pooling, then 64, 80, 96 @3x3, each
-# followed by a 2x2 max-pool with stride 2.
+# The paper's layout (docs/method.md, Model): conv1 48@7x7/2 without pooling,
+# then 64, 80, 96 @3x3, each followed by a 2x2 max-pool with stride 2.
 PAPER_CONVS = (
     ConvSpec(features=48, kernel=7, stride=2, pool=0),
     ConvSpec(features=64, kernel=3, stride=1, pool=2),
@@ -169,241 +186,9 @@ def pad_to_min_frames(features: jax.Array, frame_lengths: jax.Array,
   frames = features.shape[1]
   if frames < minimum:
     features = jnp.pad(features, ((0, 0), (0, minimum - frames), (0, 0)))
-  features = _mask_time(features, frame_lengths)
+  features = ops.mask_time(features, frame_lengths)
   frame_lengths = jnp.clip(frame_lengths, minimum, max(frames, minimum))
   return features, frame_lengths.astype(jnp.int32)
-
-
-# ----------------------------------------------------------------------------
-# The ops, one small pure function each, so the formulation can be swapped.
-# ----------------------------------------------------------------------------
-
-
-def _mask_time(x: jax.Array, lengths: jax.Array) -> jax.Array:
-  """Zeros `x[b, t, ...]` for every `t >= lengths[b]`."""
-  valid = jnp.arange(x.shape[1])[None, :] < lengths[:, None]  # [batch, time]
-  valid = valid.reshape(valid.shape + (1,) * (x.ndim - 2))
-  return jnp.where(valid, x, jnp.zeros((), x.dtype))
-
-
-@jax.custom_vjp
-def _masked_relu(x: jax.Array, lengths: jax.Array) -> jax.Array:
-  """`relu(_mask_time(x, lengths))`: the authors mask before the ReLU.
-
-  The gradient is taken from the output, `g` where `y > 0`: the same numbers
-  autodiff gives (`g` where the step is valid and `x > 0`), but the backward
-  pass needs only `y`, which the next layer keeps anyway, not `x` as well
-  (about 90 MiB less per step at 400 frames).
-  """
-  return jax.nn.relu(_mask_time(x, lengths))
-
-
-def _masked_relu_fwd(x, lengths):
-  y = _masked_relu(x, lengths)
-  return y, y
-
-
-def _masked_relu_bwd(y, g):
-  return jnp.where(y > 0, g, jnp.zeros((), g.dtype)), None
-
-
-_masked_relu.defvjp(_masked_relu_fwd, _masked_relu_bwd)
-
-
-def _conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array,
-            stride: int) -> jax.Array:
-  """VALID 2-D convolution, `[B, T, F, Cin] -> [B, T', F', Cout]`."""
-  y = jax.lax.conv_general_dilated(
-      x, kernel, window_strides=(stride, stride), padding='VALID',
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  return y + bias
-
-
-def _pool_windows(x: jax.Array, size: int) -> jax.Array:
-  """`[B, T, F, C] -> [B, T // size, size, F // size, size, C]`, VALID crop."""
-  b, t, f, c = x.shape
-  t, f = t // size, f // size
-  return x[:, :t * size, :f * size].reshape(b, t, size, f, size, c)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _max_pool(x: jax.Array, size: int) -> jax.Array:
-  """VALID square max-pool with stride = size, `[B, T, F, C]`.
-
-  The same values as `lax.reduce_window(x, -inf, max, ...)` (a max over a
-  reshape), and the same gradient: all of it to the first maximum of each
-  window in row-major order, as XLA's select-and-scatter does. Written out
-  because on CPU the gradient of `reduce_window` lowers to index iotas, a
-  variadic reduce-window and a scatter, about a fifth of a training step;
-  here forward and backward are each one elementwise pass.
-  """
-  return jnp.max(_pool_windows(x, size), axis=(2, 4))
-
-
-def _max_pool_fwd(x, size):
-  peak = _max_pool(x, size)
-  return peak, (x, peak)  # the next layer keeps `peak` anyway
-
-
-def _max_pool_bwd(size, residuals, g):
-  x, peak = residuals  # peak: [B, T', F', C]
-  windows = _pool_windows(x, size)  # [B, T', size, F', size, C]
-  taken = jnp.zeros(peak.shape, bool)
-  rows = []
-  for i in range(size):
-    cols = []
-    for j in range(size):
-      hit = windows[:, :, i, :, j] == peak
-      cols.append(jnp.where(hit & ~taken, g, jnp.zeros((), g.dtype)))
-      taken = taken | hit
-    rows.append(jnp.stack(cols, axis=3))  # [B, T', F', size, C]
-  dx = jnp.stack(rows, axis=2)  # [B, T', size, F', size, C]
-  b, t, f, c = x.shape
-  dx = dx.reshape(b, dx.shape[1] * size, dx.shape[3] * size, c)
-  # Rows and columns the VALID pool drops get no gradient.
-  return (jnp.pad(dx, ((0, 0), (0, t - dx.shape[1]), (0, f - dx.shape[2]),
-                       (0, 0))),)
-
-
-_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
-
-
-class _Conv(nn.Module):
-  """Holds the parameters of one conv layer and applies `_conv2d`."""
-  spec: ConvSpec
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    k = self.spec.kernel
-    kernel = self.param('kernel', nn.initializers.lecun_normal(),
-                        (k, k, x.shape[-1], self.spec.features),
-                        self.param_dtype)
-    bias = self.param('bias', nn.initializers.zeros_init(),
-                      (self.spec.features,), self.param_dtype)
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias,
-                                              dtype=self.dtype)
-    return _conv2d(x, kernel, bias, self.spec.stride)
-
-
-# ----------------------------------------------------------------------------
-# The bidirectional GRU.
-# ----------------------------------------------------------------------------
-
-
-class GRUWeights(NamedTuple):
-  """One GRU direction's parameters, gates stacked in the order (r, z, n).
-
-  Attributes:
-    w_i: `[inputs, 3H]` input kernels of `ir`, `iz`, `in`.
-    b_i: `[3H]` their biases.
-    w_h: `[H, 3H]` recurrent kernels of `hr`, `hz`, `hn`.
-    b_hn: `[H]` the bias of `hn` (the only recurrent one).
-  """
-  w_i: jax.Array
-  b_i: jax.Array
-  w_h: jax.Array
-  b_hn: jax.Array
-
-
-class _DenseParams(nn.Module):
-  """The `kernel` (and `bias`) an `nn.Dense` of this name would create."""
-  features: int
-  use_bias: bool
-  kernel_init: Any
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, inputs: int):
-    kernel = self.param('kernel', self.kernel_init, (inputs, self.features),
-                        self.param_dtype)
-    if not self.use_bias:
-      return kernel, None
-    return kernel, self.param('bias', nn.initializers.zeros_init(),
-                              (self.features,), self.param_dtype)
-
-
-def gru_weights(cell: dict) -> GRUWeights:
-  """Stacks the parameters of a flax `nn.GRUCell` into `GRUWeights`.
-
-  Args:
-    cell: `{'ir': {'kernel', 'bias'}, 'iz': ..., 'in': ..., 'hr': {'kernel'},
-      'hz': {'kernel'}, 'hn': {'kernel', 'bias'}}`, as flax names them.
-
-  Returns:
-    The same numbers, gates stacked in the order (r, z, n).
-  """
-  gates = ('r', 'z', 'n')
-  return GRUWeights(
-      w_i=jnp.concatenate([cell['i' + g]['kernel'] for g in gates], axis=1),
-      b_i=jnp.concatenate([cell['i' + g]['bias'] for g in gates]),
-      w_h=jnp.concatenate([cell['h' + g]['kernel'] for g in gates], axis=1),
-      b_hn=cell['hn']['bias'])
-
-
-class _GRUParams(nn.Module):
-  """The parameters of a flax `nn.GRUCell`: same names, shapes, initialisers.
-
-  Called with the input size, returns them as `GRUWeights`.
-  """
-  units: int
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, inputs: int) -> GRUWeights:
-    cell = {}
-    for gate, size, use_bias, init in (
-        ('ir', inputs, True, nn.initializers.lecun_normal()),
-        ('iz', inputs, True, nn.initializers.lecun_normal()),
-        ('in', inputs, True, nn.initializers.lecun_normal()),
-        ('hr', self.units, False, nn.initializers.orthogonal()),
-        ('hz', self.units, False, nn.initializers.orthogonal()),
-        ('hn', self.units, True, nn.initializers.orthogonal())):
-      kernel, bias = _DenseParams(self.units, use_bias, init,
-                                  self.param_dtype, name=gate)(size)
-      cell[gate] = {'kernel': kernel, 'bias': bias}
-    return gru_weights(cell)
-
-
-def _bigru(x: jax.Array, lengths: jax.Array, fw: GRUWeights,
-           bw: GRUWeights) -> jax.Array:
-  """Bidirectional GRU readout, `[B, T, D] -> [B, 2H]`.
-
-  The equations of flax's `GRUCell`, with the input projections of every
-  step and both directions computed up front in one matmul (flax's cell does
-  three small ones per step), and both directions advanced by one scan.
-
-  Sequence lengths: a state is updated only at steps below the length, so
-  the forward state ends as it was at step `length - 1`; the backward
-  direction walks from step `T - 1` down to 0 and stays at zero until it
-  reaches `length - 1`, so it reads exactly the reversed valid part (what
-  flax's `flip_sequences` gives) and ends at its output for step 0.
-  """
-  batch, steps, _ = x.shape
-  units = fw.w_h.shape[0]
-  w_i = jnp.concatenate([fw.w_i, bw.w_i], axis=1)  # [D, 6H]
-  b_i = jnp.concatenate([fw.b_i, bw.b_i])
-  xi = (x @ w_i + b_i).reshape(batch, steps, 2, 3 * units)
-  # [T, 2, B, 3H]: time-major; the backward direction from the last step.
-  xs = jnp.stack([xi[:, :, 0], xi[:, ::-1, 1]]).transpose(2, 0, 1, 3)
-  w_h = jnp.stack([fw.w_h, bw.w_h])  # [2, H, 3H]
-  b_hn = jnp.stack([fw.b_hn, bw.b_hn])[:, None, :]  # [2, 1, H]
-
-  def step(h, inputs):  # h: [2, B, H]
-    k, xk = inputs
-    hh = jnp.einsum('dbh,dhk->dbk', h, w_h)  # [2, B, 3H]
-    r = jax.nn.sigmoid(xk[..., :units] + hh[..., :units])
-    z = jax.nn.sigmoid(xk[..., units:2 * units] + hh[..., units:2 * units])
-    n = jnp.tanh(xk[..., 2 * units:] + r * (hh[..., 2 * units:] + b_hn))
-    new = (1.0 - z) * n + z * h
-    at = jnp.stack([k, steps - 1 - k])  # the time step of each direction
-    valid = at[:, None, None] < lengths[None, :, None]  # [2, B, 1]
-    return jnp.where(valid, new, h), None
-
-  h0 = jnp.zeros((2, batch, units), xs.dtype)
-  h, _ = jax.lax.scan(step, h0, (jnp.arange(steps), xs))
-  return jnp.concatenate([h[0], h[1]], axis=-1)
 
 
 # ----------------------------------------------------------------------------
@@ -473,13 +258,17 @@ class CRNN(nn.Module):
 
   def _conv_stack(self, x: jax.Array, lengths: jax.Array) -> jax.Array:
     """Convs, length masks, ReLUs, pools: `[B, T, F, 1] -> [B, T', F', C]`."""
+    # Plain `nn.Conv`: it compiles to the same convolutions as a hand-written
+    # `lax.conv_general_dilated`, with the same parameters (`convN/kernel`,
+    # `convN/bias`); only the ReLU and the pool need faster kernels.
     for i, spec in enumerate(self.convs):
-      x = _Conv(spec, dtype=self.dtype, param_dtype=self.param_dtype,
-                name=f'conv{i + 1}')(x)
+      x = nn.Conv(spec.features, (spec.kernel, spec.kernel),
+                  strides=spec.stride, padding='VALID', dtype=self.dtype,
+                  param_dtype=self.param_dtype, name=f'conv{i + 1}')(x)
       lengths = valid_length(lengths, spec.kernel, spec.stride)
-      x = _masked_relu(x, lengths)
+      x = ops.masked_relu(x, lengths)
       if spec.pool:
-        x = _max_pool(x, spec.pool)
+        x = ops.max_pool(x, spec.pool)
         lengths = valid_length(lengths, spec.pool, spec.pool)
     return x
 
@@ -488,15 +277,15 @@ class CRNN(nn.Module):
     # The parameters sit where flax's `nn.GRUCell` puts them (`gru_fw/ir`,
     # ...), so checkpoints and the readout test see flax's GRU.
     if self.share_gru_weights:
-      forward = backward = _GRUParams(self.gru_units, self.param_dtype,
-                                      name='gru')
+      forward = backward = ops.GRUParams(self.gru_units, self.param_dtype,
+                                         name='gru')
     else:
-      forward = _GRUParams(self.gru_units, self.param_dtype, name='gru_fw')
-      backward = _GRUParams(self.gru_units, self.param_dtype, name='gru_bw')
+      forward = ops.GRUParams(self.gru_units, self.param_dtype, name='gru_fw')
+      backward = ops.GRUParams(self.gru_units, self.param_dtype, name='gru_bw')
     fw, bw = forward(x.shape[-1]), backward(x.shape[-1])
     x, *weights = nn.dtypes.promote_dtype(x, *fw, *bw, dtype=self.dtype)
-    fw, bw = GRUWeights(*weights[:4]), GRUWeights(*weights[4:])
-    return _bigru(x, lengths, fw, bw)
+    fw, bw = ops.GRUWeights(*weights[:4]), ops.GRUWeights(*weights[4:])
+    return ops.bigru(x, lengths, fw, bw)
 
 
 # ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 import functools
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,6 +78,29 @@ def test_paper_parameter_counts():
   # The numbers quoted in the README.
   assert _num_params(models.CRNN(), 60, 128) == 630_165
   assert _num_params(models.CRNN(), 60, 513) == 2_473_365
+
+
+def test_paper_parameter_tree():
+  # The names and shapes checkpoints hold: changing them breaks restores.
+  gru = {'ir': {'kernel': (480, 128), 'bias': (128,)},
+         'iz': {'kernel': (480, 128), 'bias': (128,)},
+         'in': {'kernel': (480, 128), 'bias': (128,)},
+         'hr': {'kernel': (128, 128)}, 'hz': {'kernel': (128, 128)},
+         'hn': {'kernel': (128, 128), 'bias': (128,)}}
+  expected = {
+      'conv1': {'kernel': (7, 7, 1, 48), 'bias': (48,)},
+      'conv2': {'kernel': (3, 3, 48, 64), 'bias': (64,)},
+      'conv3': {'kernel': (3, 3, 64, 80), 'bias': (80,)},
+      'conv4': {'kernel': (3, 3, 80, 96), 'bias': (96,)},
+      'gru_fw': gru, 'gru_bw': gru,
+      'fc1': {'kernel': (256, 64), 'bias': (64,)},
+      'prelu': {'negative_slope': ()},
+      'fc2': {'kernel': (64, 4), 'bias': (4,)},
+  }
+  variables = jax.eval_shape(lambda: _init(models.CRNN(), 60, 128))
+  assert list(variables) == ['params']
+  shapes = jax.tree_util.tree_map(lambda x: x.shape, variables['params'])
+  assert shapes == expected
 
 
 def test_shared_gru_has_one_cell():
@@ -230,86 +254,28 @@ def test_bfloat16_compute():
   assert np.isfinite(np.asarray(logits, np.float32)).all()
 
 
-# The formulations written for speed compute what the plain ones do.
+@pytest.mark.parametrize('share', [False, True])
+def test_gru_parameters_are_flax_gru_cells(share):
+  """CRNN's GRU parameters are where, and what, flax's `nn.GRUCell`s put.
 
+  So seeds and checkpoints mean what they meant with nn.RNN(nn.GRUCell);
+  tests/ops_test.py checks that the BiGRU computes what flax's does.
+  """
+  names = ('gru',) if share else ('gru_fw', 'gru_bw')
 
-@pytest.mark.parametrize('shape', [(2, 9, 7, 3), (1, 8, 6, 2)])
-def test_max_pool_matches_reduce_window_with_ties(shape):
-  def reference(x):
-    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1),
-                                 (1, 2, 2, 1), 'VALID')
-
-  rng = np.random.default_rng(0)
-  # Few distinct values, so most windows hold ties (as ReLU zeros do), and
-  # odd sizes, so the VALID pool drops a row and a column.
-  x = jnp.asarray(rng.integers(-2, 3, size=shape), jnp.float32)
-  g = jnp.asarray(rng.normal(size=reference(x).shape), jnp.float32)
-  out, pull = jax.vjp(lambda v: models._max_pool(v, 2), x)
-  out_ref, pull_ref = jax.vjp(reference, x)
-  np.testing.assert_array_equal(out, out_ref)
-  np.testing.assert_array_equal(pull(g)[0], pull_ref(g)[0])
-
-
-def test_masked_relu_gradient_is_autodiffs():
-  rng = np.random.default_rng(1)
-  x = jnp.asarray(rng.integers(-2, 3, size=(3, 6, 4, 2)), jnp.float32)
-  lengths = jnp.array([6, 2, 0])
-  g = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
-  plain = lambda v: jax.nn.relu(models._mask_time(v, lengths))
-  out, pull = jax.vjp(lambda v: models._masked_relu(v, lengths), x)
-  out_ref, pull_ref = jax.vjp(plain, x)
-  np.testing.assert_array_equal(out, out_ref)
-  np.testing.assert_array_equal(pull(g)[0], pull_ref(g)[0])
-
-
-def _flax_bigru(units, share):
-  """The BiGRU as flax's `nn.RNN(nn.GRUCell)` computes it: the reference."""
-  nn = models.nn
-
-  class FlaxBiGRU(nn.Module):
+  class FlaxCells(nn.Module):
 
     @nn.compact
-    def __call__(self, x, lengths):
-      cell = lambda name: nn.RNN(nn.GRUCell(units, name=name),
-                                 return_carry=True)
-      fw, bw = (cell('gru'),) * 2 if share else (cell('gru_fw'), cell('gru_bw'))
-      h_fw, _ = fw(x, seq_lengths=lengths)
-      h_bw, _ = bw(x, seq_lengths=lengths, reverse=True)
-      return jnp.concatenate([h_fw, h_bw], axis=-1)
+    def __call__(self, x):
+      for name in names:
+        nn.RNN(nn.GRUCell(TINY['gru_units'], name=name))(x)
 
-  return FlaxBiGRU()
-
-
-@pytest.mark.parametrize('share', [False, True])
-def test_bigru_equals_flax_rnn(share):
-  names = ('gru', 'gru') if share else ('gru_fw', 'gru_bw')
-  frames, bins = 40, 12
-  steps, width = models.sequence_shape(frames, bins, TINY_CONVS)
-  reference = _flax_bigru(TINY['gru_units'], share)
-  x = jax.random.normal(jax.random.key(5), (3, steps, width))
-  lengths = jnp.array([steps, 3, 1])
-  params = jax.jit(reference.init)(jax.random.key(0), x, lengths)['params']
-
-  # CRNN initialises its GRU parameters as flax's cells would, so seeds and
-  # checkpoints mean what they meant with nn.RNN(nn.GRUCell).
+  width = models.sequence_shape(40, 12, TINY_CONVS)[1]
+  params = jax.jit(FlaxCells().init)(jax.random.key(0),
+                                     jnp.zeros((1, 1, width)))['params']
   crnn = _variables('tiny_shared' if share else 'tiny')['params']
-  for name in set(names):
+  for name in names:
     chex.assert_trees_all_equal(crnn[name], params[name])
-
-  def ours(params, x):
-    return models._bigru(x, lengths, models.gru_weights(params[names[0]]),
-                         models.gru_weights(params[names[1]]))
-
-  r = jax.random.normal(jax.random.key(7), (3, 2 * TINY['gru_units']))
-
-  def outputs_and_grads(f):
-    loss = lambda p, x: jnp.sum(f(p, x) * r)
-    return jax.jit(lambda p, x: (f(p, x), jax.grad(loss, (0, 1))(p, x)))
-
-  theirs = lambda p, x: reference.apply({'params': p}, x, lengths)
-  chex.assert_trees_all_close(outputs_and_grads(ours)(params, x),
-                              outputs_and_grads(theirs)(params, x),
-                              rtol=0, atol=1e-5)
 
 
 def test_compiler_options(monkeypatch):

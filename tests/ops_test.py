@@ -1,0 +1,116 @@
+"""Tests for jaxser.ops: each fast kernel computes what its reference does."""
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxser import ops
+
+UNITS = 8  # GRU units of the BiGRU tests.
+
+
+@pytest.mark.parametrize('shape', [(2, 9, 7, 3), (1, 8, 6, 2)])
+def test_max_pool_matches_flax_max_pool_with_ties(shape):
+  def reduce_window(x):
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1),
+                                 (1, 2, 2, 1), 'VALID')
+
+  def flax_max_pool(x):
+    return nn.max_pool(x, (2, 2), strides=(2, 2), padding='VALID')
+
+  rng = np.random.default_rng(0)
+  # Few distinct values, so most windows hold ties (as ReLU zeros do), and
+  # odd sizes, so the VALID pool drops a row and a column.
+  x = jnp.asarray(rng.integers(-2, 3, size=shape), jnp.float32)
+  g = jnp.asarray(rng.normal(size=reduce_window(x).shape), jnp.float32)
+  out, pull = jax.vjp(lambda v: ops.max_pool(v, 2), x)
+  for reference in (reduce_window, flax_max_pool):
+    out_ref, pull_ref = jax.vjp(reference, x)
+    np.testing.assert_array_equal(out, out_ref)
+    np.testing.assert_array_equal(pull(g)[0], pull_ref(g)[0])
+
+
+def test_masked_relu_gradient_is_autodiffs():
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.integers(-2, 3, size=(3, 6, 4, 2)), jnp.float32)
+  lengths = jnp.array([6, 2, 0])
+  g = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+  plain = lambda v: jax.nn.relu(ops.mask_time(v, lengths))
+  out, pull = jax.vjp(lambda v: ops.masked_relu(v, lengths), x)
+  out_ref, pull_ref = jax.vjp(plain, x)
+  np.testing.assert_array_equal(out, out_ref)
+  np.testing.assert_array_equal(pull(g)[0], pull_ref(g)[0])
+
+
+def test_mask_time():
+  x = jnp.ones((3, 4, 2))
+  out = ops.mask_time(x, jnp.array([4, 1, 0]))
+  np.testing.assert_array_equal(out[..., 0], [[1, 1, 1, 1], [1, 0, 0, 0],
+                                              [0, 0, 0, 0]])
+  np.testing.assert_array_equal(out[..., 0], out[..., 1])
+
+
+class FlaxBiGRU(nn.Module):
+  """The BiGRU as flax's `nn.RNN(nn.GRUCell)` computes it: the reference."""
+  share: bool
+
+  @nn.compact
+  def __call__(self, x, lengths):
+    cell = lambda name: nn.RNN(nn.GRUCell(UNITS, name=name), return_carry=True)
+    fw, bw = ((cell('gru'),) * 2 if self.share
+              else (cell('gru_fw'), cell('gru_bw')))
+    h_fw, _ = fw(x, seq_lengths=lengths)
+    h_bw, _ = bw(x, seq_lengths=lengths, reverse=True)
+    return jnp.concatenate([h_fw, h_bw], axis=-1)
+
+
+class OpsBiGRU(nn.Module):
+  """`ops.bigru` over `ops.GRUParams` named as the reference names its cells."""
+  share: bool
+
+  @nn.compact
+  def __call__(self, x, lengths):
+    if self.share:
+      forward = backward = ops.GRUParams(UNITS, name='gru')
+    else:
+      forward = ops.GRUParams(UNITS, name='gru_fw')
+      backward = ops.GRUParams(UNITS, name='gru_bw')
+    return ops.bigru(x, lengths, forward(x.shape[-1]), backward(x.shape[-1]))
+
+
+@pytest.mark.parametrize('share', [False, True])
+def test_bigru_equals_flax_rnn(share):
+  names = ('gru', 'gru') if share else ('gru_fw', 'gru_bw')
+  steps, width = 8, 6  # what CRNN's tiny test layout gives 40 x 12 inputs
+  reference = FlaxBiGRU(share)
+  x = jax.random.normal(jax.random.key(5), (3, steps, width))
+  lengths = jnp.array([steps, 3, 1])
+  params = jax.jit(reference.init)(jax.random.key(0), x, lengths)['params']
+
+  # GRUParams initialises as flax's cells would (names, shapes, numbers), so
+  # seeds and checkpoints mean what they meant with nn.RNN(nn.GRUCell).
+  ours_params = jax.jit(OpsBiGRU(share).init)(jax.random.key(0), x,
+                                              lengths)['params']
+  chex.assert_trees_all_equal(ours_params, params)
+
+  def ours(params, x):
+    return ops.bigru(x, lengths, ops.gru_weights(params[names[0]]),
+                     ops.gru_weights(params[names[1]]))
+
+  r = jax.random.normal(jax.random.key(7), (3, 2 * UNITS))
+
+  def outputs_and_grads(f):
+    loss = lambda p, x: jnp.sum(f(p, x) * r)
+    return jax.jit(lambda p, x: (f(p, x), jax.grad(loss, (0, 1))(p, x)))
+
+  theirs = lambda p, x: reference.apply({'params': p}, x, lengths)
+  chex.assert_trees_all_close(outputs_and_grads(ours)(params, x),
+                              outputs_and_grads(theirs)(params, x),
+                              rtol=0, atol=1e-5)
+  # The module applies the same function.
+  chex.assert_trees_all_close(
+      OpsBiGRU(share).apply({'params': params}, x, lengths),
+      theirs(params, x), rtol=0, atol=1e-5)
