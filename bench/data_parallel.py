@@ -32,6 +32,7 @@ def child(args) -> None:
   import numpy as np  # pylint: disable=g-import-not-at-top
 
   from jaxser.configs import default as default_config  # pylint: disable=g-import-not-at-top
+  from jaxser import config_lib  # pylint: disable=g-import-not-at-top
   from jaxser import parallel  # pylint: disable=g-import-not-at-top
   from jaxser import train  # pylint: disable=g-import-not-at-top
   import train_step as bench  # pylint: disable=g-import-not-at-top
@@ -44,7 +45,7 @@ def child(args) -> None:
   parallel.check_divisible(args.batch, mesh)
   config = default_config.get_config()
   config.features.kind = args.kind
-  model = train.create_model(config, num_classes=4)
+  model = config_lib.create_model(config, num_classes=4)
   state = parallel.replicate(
       train.create_train_state(config, model, bench.BINS[args.kind]), mesh)
   train_fn, _ = train.make_steps(config, np.asarray(bench.CLASS_WEIGHTS), mesh)

@@ -18,11 +18,12 @@ import jax.numpy as jnp
 import librosa
 import numpy as np
 
+from jaxser import audio
 from jaxser import features
 
 
 def librosa_log_mel(y, mel_basis):
-  """The authors' recipe, one utterance at a time (SPEC.md section 1)."""
+  """The authors' recipe, one utterance at a time (docs/method.md, Features)."""
   power = np.abs(librosa.stft(y, n_fft=1024, hop_length=160, win_length=640,
                               window='hamming', center=True)) ** 2
   return librosa.power_to_db(mel_basis @ power)
@@ -43,7 +44,7 @@ def main():
   args, _ = parser.parse_known_args()
 
   rng = np.random.default_rng(0)
-  n = int(args.seconds * features.SAMPLE_RATE)
+  n = int(args.seconds * audio.SAMPLE_RATE)
   waves = (0.1 * rng.standard_normal((args.utterances, n))).astype(np.float32)
   lengths = np.full(args.utterances, n, np.int32)
   wave_list = list(waves)

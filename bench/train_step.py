@@ -5,11 +5,11 @@ Usage:
       [--batch 32] [--steps N] [--repeats 3] [--no-memory] [--xla-defaults]
 
 For each input kind (mel = 128 bins, stft = 513 bins) and padded length, it
-builds the paper model with the paper config (`configs/default.py`: centre
+builds the paper model with the paper config (`jaxser/configs/default.py`: centre
 loss on, lambda 0.3, alpha 0.5, Adam 3e-4) and a batch like the peer's
 (random features, lengths uniform in [T/2, T] with one at T, random labels),
 compiles `jaxser.train.make_steps`' train step ahead of time with the
-package's XLA options (`jaxser.models.compiler_options`; `--xla-defaults`
+package's XLA options (`jaxser.xla_options.compiler_options`; `--xla-defaults`
 leaves XLA's defaults), then, after one warm-up step, times `--steps` steps
 per round (by default as many as fill about 4 s, at least one) over
 `--repeats` rounds and reports the best round and the median. With `--peer`
@@ -34,14 +34,12 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:  # configs/ is imported as a package from the root
-  sys.path.insert(0, ROOT)
-
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from configs import default as default_config
-from jaxser import models
+from jaxser.configs import default as default_config
+from jaxser import config_lib
+from jaxser import xla_options
 from jaxser import train
 
 BINS = {'mel': 128, 'stft': 513}
@@ -100,7 +98,7 @@ class JaxserRunner:
                xla_options: bool = True):
     config = default_config.get_config()
     config.features.kind = kind
-    model = train.create_model(config, num_classes=4)
+    model = config_lib.create_model(config, num_classes=4)
     self.state = train.create_train_state(config, model, BINS[kind])
     train_fn, eval_fn = train.make_steps(config, np.asarray(CLASS_WEIGHTS))
     self.batch = jax.device_put(batch)
@@ -110,7 +108,7 @@ class JaxserRunner:
     fn = eval_fn if evaluate else train_fn
     if not xla_options:
       # make_steps' jits carry the package's XLA options
-      # (models.compiler_options); re-jit the same function without them.
+      # (xla_options.compiler_options); re-jit the same function without them.
       fn = jax.jit(fn.__wrapped__, donate_argnums=() if evaluate else 0)
     start = time.perf_counter()
     self.compiled = fn.lower(self.state, self.batch).compile()
@@ -362,7 +360,7 @@ def main(argv=None, evaluate: bool = False):
         f'devices={jax.devices()} cpus={os.cpu_count()} '
         f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}')
   print('compiler options: ' + (', '.join(
-      f'{kind} {models.compiler_options(num_bins=BINS[kind])}'
+      f'{kind} {xla_options.compiler_options(num_bins=BINS[kind])}'
       for kind in args.kinds) if args.xla_options else 'XLA defaults'))
   print(f'best and median of {args.repeats} interleaved rounds; env: '
         + (' '.join(f'{k}={v}' for k, v in os.environ.items()

@@ -46,17 +46,19 @@ from absl import app
 from absl import flags
 from absl import logging
 import ml_collections
-from ml_collections import config_flags
 import numpy as np
 
 from jaxser import ablate_report
 from jaxser import cli
 from jaxser import crossval
-from jaxser import experiment
+from jaxser import config_lib
+from jaxser import evaluate
+from jaxser import prepare as prepare_lib
+from jaxser import run_record
+from jaxser import workdir as workdir_lib
 from jaxser import fileio
 from jaxser import parallel
 from jaxser import report
-from jaxser import train
 from jaxser.errors import ConfigError
 from jaxser.errors import JaxserError
 from jaxser.studies import STUDIES
@@ -70,7 +72,7 @@ __all__ = ['DEFAULT_SEEDS', 'QUICK_FOLDS', 'QUICK_SEEDS', 'define_flags',
 
 def define_flags():
   """The command's flags (defined only when run as a program)."""
-  flags.DEFINE_string('workdir', None, 'Root of the ablation.')
+  cli.define_config_flags('Root of the ablation.')
   flags.DEFINE_list('seeds', None, 'Seeds (default 0,1,2; with --quick 0).')
   flags.DEFINE_list('folds', None,
                     "Folds (default all of the protocol's; with --quick 0).")
@@ -78,8 +80,6 @@ def define_flags():
                     'Studies to run: settings, lambda, alpha.')
   flags.DEFINE_bool('quick', False, 'One seed and one fold by default (with '
                     '--config=jaxser/configs/demo.py:quick: the CPU size).')
-  config_flags.DEFINE_config_file('config', None, 'The experiment config file.')
-  flags.mark_flags_as_required(['config', 'workdir'])
 
 
 RUNS = 'runs'
@@ -96,7 +96,7 @@ QUICK_FOLDS = (0,)
 # Config fields that do not change a run's results (or that crossval sets).
 # A run folder holds several seeds and folds; each one's own identity (with
 # the corpus' content) is checked by crossval.
-_NOT_COMPARED = experiment.NOT_IDENTITY + ('seed', 'split_seed', 'fold')
+_NOT_COMPARED = run_record.NOT_IDENTITY + ('seed', 'split_seed', 'fold')
 
 
 def variant_config(config: ml_collections.ConfigDict,
@@ -196,7 +196,7 @@ def fold_dirs(run_dir: str, seeds: Sequence[int],
 def fold_embeddings(fold_dir: str, splits: Sequence[str] = ('test',)) -> dict:
   """Embeddings of a fold's splits under its selected parameters, cached.
 
-  Runs `train.evaluate` on the fold's data (`experiment.prepare` with the
+  Runs `evaluate.evaluate` on the fold's data (`prepare.prepare` with the
   config saved in the checkpoint). Each split is kept in
   `<fold_dir>/embeddings_<split>.npz` and read back from there later.
 
@@ -209,14 +209,14 @@ def fold_embeddings(fold_dir: str, splits: Sequence[str] = ('test',)) -> dict:
   if missing:
     # The selected checkpoint, evaluated as the training run evaluates: the
     # package's jitted eval step over every device, the state replicated.
-    meta, state = train.restore_selected(fold_dir)
-    config = ml_collections.ConfigDict(meta['config'])
-    data = experiment.prepare(config, fold_dir)
+    record, state = evaluate.restore_selected(fold_dir)
+    config = record.config_dict()
+    data = prepare_lib.prepare(config, fold_dir)
     mesh = parallel.make_mesh()
     state = parallel.replicate(state, mesh)
-    eval_fn = train.make_eval_step(mesh)
+    eval_fn = evaluate.make_eval_step(mesh)
     for split in missing:
-      metrics, out = train.evaluate(
+      metrics, out = evaluate.evaluate(
           eval_fn, state, getattr(data, split), batch_size=config.eval_batch_size,
           buckets=tuple(config.buckets), num_classes=data.label_map.num_classes,
           mesh=mesh)
@@ -261,7 +261,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, study: Study,
   """
   config = config.copy_and_resolve_references()
   if not config.cache_dir:  # one feature cache for all the runs
-    config.cache_dir = experiment.cache_dir(config, workdir)
+    config.cache_dir = config_lib.cache_dir(config, workdir)
   study_dir = os.path.join(workdir, study.name)
   os.makedirs(study_dir, exist_ok=True)
   names = [v.name for v in study.variants]
@@ -298,7 +298,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, studies: Sequence[Study
         seeds: Sequence[int], folds: Sequence[int] | None = None, *,
         quick: bool = False) -> dict:
   """Runs the studies in order; returns study name -> `run_study`'s result."""
-  experiment.validate_config(config)
+  config_lib.validate(config)
   distinct = {v.key for study in studies for v in study.variants}
   logging.info('ablation in %s: %d studies, %d distinct runs x %d seeds x %s folds',
                workdir, len(studies), len(distinct), len(seeds),
@@ -324,7 +324,7 @@ def main(argv):
   seeds = cli.indices(FLAGS.seeds or (QUICK_SEEDS if quick else DEFAULT_SEEDS), '--seeds')
   folds = FLAGS.folds or (QUICK_FOLDS if quick else None)
   folds = None if folds is None else cli.indices(folds, '--folds')
-  experiment.ensure_writable(FLAGS.workdir, 'the ablation workdir (--workdir)')
+  workdir_lib.ensure_writable(FLAGS.workdir, 'the ablation workdir (--workdir)')
   results = run(config, FLAGS.workdir, [STUDIES[n] for n in FLAGS.study],
                 seeds, folds, quick=quick)
   for name, result in results.items():
@@ -337,5 +337,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  define_flags()
-  app.run(main)
+  cli.run(main, define_flags)

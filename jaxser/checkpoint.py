@@ -6,7 +6,7 @@ The only module that knows orbax. A workdir holds
   best/<step>/          the state with the best dev UA (reporting, predict)
 
 and each checkpoint has two items: `state` (the TrainState pytree: step,
-params, optimizer state, centres, RNG key) and `meta` (JSON: the config, the
+params, optimizer state, centres, RNG key) and `meta` (a `RunRecord` as JSON: the config, the
 class names, the feature parameters, the standardisation statistics, the
 input iterator's position, the selection record), so one checkpoint is enough
 to resume training or to predict.
@@ -33,6 +33,9 @@ import orbax.checkpoint as ocp
 
 from jaxser import fileio
 from jaxser.errors import CheckpointError
+from jaxser.run_record import RunRecord
+
+__all__ = ['BEST', 'Checkpoints', 'DAMAGED', 'LATEST', 'TMP_SUFFIX', 'abstract']
 
 LATEST = 'checkpoints'
 BEST = 'best'
@@ -95,8 +98,8 @@ class Checkpoints:
   def latest_step(self, kind: str = LATEST) -> int | None:
     return self._managers[kind].latest_step()
 
-  def save(self, kind: str, step: int, state: Any, meta: dict) -> None:
-    """Saves `state` and `meta` as step `step` of `kind`, and waits for it.
+  def save(self, kind: str, step: int, state: Any, record: RunRecord) -> None:
+    """Saves `state` and `record` as step `step` of `kind`, and waits for it.
 
     Raises:
       CheckpointError: the save failed (a full disk, a folder that became
@@ -110,7 +113,8 @@ class Checkpoints:
         if step in manager.all_steps():  # a resumed run redoing a step
           manager.delete(step)
         manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+            state=ocp.args.StandardSave(state),
+            meta=ocp.args.JsonSave(record.to_json())),
                      force=True)
         manager.wait_until_finished()
         error = None
@@ -131,20 +135,21 @@ class Checkpoints:
     logging.info('saved the %s checkpoint at step %d',
                  'latest' if kind == LATEST else kind, step)
 
-  def restore_meta(self, kind: str = BEST, step: int | None = None) -> dict:
-    """The JSON side of a checkpoint (config, classes, standardiser...)."""
+  def restore_record(self, kind: str = BEST, step: int | None = None) -> RunRecord:
+    """The record of a checkpoint (config, classes, standardiser...)."""
     manager, step = self._manager_step(kind, step, items=('meta',))
     try:
       with _quiet():
-        return manager.restore(step, args=ocp.args.Composite(
+        meta = manager.restore(step, args=ocp.args.Composite(
             meta=ocp.args.JsonRestore()))['meta']
     except (OSError, ValueError, KeyError, TypeError) as e:
       raise CheckpointError(f'{manager.directory}/{step}: incomplete or '
                             f'unreadable checkpoint ({fileio.reason(e)})') from e
+    return RunRecord.from_json(meta, f'{manager.directory}/{step}')
 
   def restore(self, kind: str, abstract_state: Any,
               step: int | None = None) -> tuple[Any, dict]:
-    """Restores `(state, meta)`; `abstract_state` gives the tree and shapes.
+    """Restores `(state, record)`; `abstract_state` gives the tree and shapes.
 
     Raises:
       CheckpointError: there is no checkpoint, it is incomplete (files
@@ -166,12 +171,13 @@ class Checkpoints:
           f'{manager.directory}/{step}: cannot be restored into this model: it '
           'is incomplete or damaged, or was made by another model or class set '
           f'({fileio.reason(e)})') from e
-    return restored['state'], restored['meta']
+    return restored['state'], RunRecord.from_json(restored['meta'],
+                                                  f'{manager.directory}/{step}')
 
-  def restore_newest(self, kind: str, abstract_state: Any | Callable[[dict], Any], *,
-                     check_meta: Callable[[dict], None] | None = None
-                     ) -> tuple[Any, dict]:
-    """The newest checkpoint of `kind` that restores whole: `(state, meta)`.
+  def restore_newest(self, kind: str, abstract_state: Any | Callable[[RunRecord], Any],
+                     *, check: Callable[[RunRecord], None] | None = None
+                     ) -> tuple[Any, RunRecord]:
+    """The newest checkpoint of `kind` that restores whole: `(state, record)`.
 
     A damaged newest checkpoint (a stray or emptied step folder, a part
     missing, unreadable arrays) is passed over with a warning for the one
@@ -183,13 +189,13 @@ class Checkpoints:
     Args:
       kind: LATEST or BEST.
       abstract_state: the tree and shapes to restore into, or a function
-        of a checkpoint's meta that gives them.
-      check_meta: called with each candidate's meta before any array is
+        of a checkpoint's record that gives them.
+      check: called with each candidate's record before any array is
         read; what it raises ends the search (e.g. another run's identity).
 
     Raises:
       CheckpointError: no checkpoint of `kind` restores (the newest one's
-        error), or what `check_meta` raised.
+        error), or what `check` raised.
     """
     manager = self._managers[kind]
     for _ in range(3):  # a reader may lose a listed step to a rotation
@@ -197,16 +203,16 @@ class Checkpoints:
       failures = []
       for step in sorted(manager.all_steps(), reverse=True):
         try:
-          meta = self.restore_meta(kind, step)
-          if check_meta is not None:
-            check_meta(meta)
-          target = abstract_state(meta) if callable(abstract_state) else abstract_state
-          state, meta = self.restore(kind, target, step)
+          record = self.restore_record(kind, step)
+          if check is not None:
+            check(record)
+          target = abstract_state(record) if callable(abstract_state) else abstract_state
+          state, record = self.restore(kind, target, step)
         except CheckpointError as e:
           failures.append((step, e))
           continue
         self._set_aside(kind, failures, step)
-        return state, meta
+        return state, record
       rotated = [s for s, _ in failures
                  if not os.path.isdir(os.path.join(manager.directory, str(s)))]
       if not (self._read_only and rotated):
@@ -353,5 +359,16 @@ def _join_save_threads(timeout: float = 30.0) -> None:
 
 
 def abstract(tree: Any) -> Any:
-  """Shapes and dtypes of a pytree, the target of a restore."""
-  return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, tree)
+  """Shapes, dtypes and placements of a pytree, the target of a restore.
+
+  Leaves without a placement (`jax.eval_shape`'s) restore to the default
+  device.
+  """
+  default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+  def leaf(x):
+    x = ocp.utils.to_shape_dtype_struct(x)
+    if getattr(x, 'sharding', None) is None:
+      x = jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=default)
+    return x
+  return jax.tree_util.tree_map(leaf, tree)

@@ -20,12 +20,17 @@ from absl import flags
 from absl import logging
 
 from jaxser import cli
-from jaxser import experiment
+from jaxser import config_lib
+from jaxser import prepare
+from jaxser import run_record
+from jaxser import workdir
 from jaxser import fileio
 from jaxser import protocols
 from jaxser import report
 from jaxser import train
 from jaxser.errors import JaxserError
+
+__all__ = ['define_flags', 'main', 'run']
 
 
 
@@ -42,7 +47,7 @@ def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False) ->
   """Trains every (seed, fold) not yet finished; returns the summary dict.
 
   A finished run (one with a results.json) is reused only when its recorded
-  identity (`experiment.run_identity`) is this config's for that seed and
+  identity (`run_record.run_identity`) is this config's for that seed and
   fold, on the same corpus content; otherwise the whole command is refused
   before any training, naming what differs.
 
@@ -50,12 +55,12 @@ def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False) ->
     JaxserError: a bad config or corpus; a finished run of another identity
       (IdentityError); what training raises.
   """
-  experiment.validate_config(config)
+  config_lib.validate(config)
   seeds = cli.indices(seeds, '--seeds')
   folds = None if folds is None else cli.indices(folds, '--folds')
   # One feature cache for every seed and fold; the corpus is read once.
   cache = config.cache_dir or os.path.join(workdir, 'jaxser_cache')
-  utterances, labels, _ = experiment.load_corpus(config)
+  utterances, labels, _ = prepare.load_corpus(config)
   plan = []  # (seed, fold, config, workdir, finished result or None)
   for seed in seeds:
     fold_config = config.copy_and_resolve_references()
@@ -65,7 +70,7 @@ def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False) ->
     for fold in (folds if folds is not None else range(count)):
       fold_config.fold = fold
       fold_dir = os.path.join(workdir, f'seed{seed}', f'fold{fold}')
-      identity = experiment.run_identity(fold_config, utterances, cache)
+      identity = run_record.run_identity(fold_config, utterances, cache)
       done = None if start_over else _finished(fold_dir, identity)
       plan.append((seed, fold, fold_config.copy_and_resolve_references(), fold_dir, done))
   results = []
@@ -100,7 +105,7 @@ def _finished(fold_dir: str, identity: dict) -> dict | None:
   except (OSError, ValueError) as e:
     raise JaxserError(f'{path}: unreadable ({fileio.reason(e)}); rerun with '
                       '--start_over to train it anew') from e
-  experiment.check_identity(result.get('identity'), identity, path)
+  run_record.check_identity(result.get('identity'), identity, path)
   return result
 
 
@@ -109,7 +114,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  experiment.ensure_writable(FLAGS.workdir, 'the crossval workdir (--workdir)')
+  workdir.ensure_writable(FLAGS.workdir, 'the crossval workdir (--workdir)')
   summary = run(FLAGS.config, FLAGS.workdir, FLAGS.seeds, FLAGS.folds,
                 start_over=FLAGS.start_over)
   print(report.markdown_table(summary))

@@ -39,6 +39,12 @@ import librosa
 import numpy as np
 
 from jaxser import audio
+from jaxser import ops
+
+__all__ = ['FeatureParams', 'crop_waveform', 'cropped_frames', 'extract',
+           'extract_numpy', 'frame_mask', 'log_mel', 'log_stft',
+           'mel_filterbank', 'non_finite_reason', 'num_frames',
+           'power_spectrogram', 'power_to_db']
 
 
 
@@ -296,44 +302,6 @@ def mel_filterbank(params: 'FeatureParams') -> np.ndarray:
                              n_mels=params.n_mels).T.astype(np.float32)
 
 
-def _band_groups(filterbank: np.ndarray, groups: int = 8):
-  """`(bins, bands)` slices: runs of consecutive bands and the bins they use.
-
-  Each Mel band is a triangle over a few neighbouring bins, so the bank is
-  mostly zeros. Cut into `groups` runs of consecutive bands, each run needs
-  only the bins under its triangles: with 8 runs the products do about an
-  eighth of the dense product's work. `bins` is None for a run of empty bands.
-  """
-  num_bands = filterbank.shape[1]
-  edges = np.linspace(0, num_bands, min(groups, num_bands) + 1).astype(int)
-  out = []
-  for lo, hi in zip(edges[:-1], edges[1:]):
-    rows = np.flatnonzero(filterbank[:, lo:hi].any(axis=1))
-    bins = slice(rows[0], rows[-1] + 1) if rows.size else None
-    out.append((bins, slice(lo, hi)))
-  return out
-
-
-def apply_filterbank(power, filterbank: np.ndarray):
-  """`power @ filterbank` over the last axis, skipping the bank's zero blocks.
-
-  Args:
-    power: `[..., bins]`.
-    filterbank: a static `[bins, bands]` NumPy array (`mel_filterbank`).
-
-  Returns:
-    `[..., bands]`, equal to the dense product up to float rounding.
-  """
-  parts = []
-  for bins, bands in _band_groups(filterbank):
-    if bins is None:
-      parts.append(jnp.zeros(power.shape[:-1] + (bands.stop - bands.start,), power.dtype))
-    else:
-      parts.append(jnp.einsum('...f,fm->...m', power[..., bins], filterbank[bins, bands],
-                              precision=jax.lax.Precision.HIGHEST))
-  return jnp.concatenate(parts, axis=-1)
-
-
 # --------------------------------------------------------------------------
 # The two feature kinds.
 
@@ -357,7 +325,7 @@ def extract(waveforms, lengths, params: FeatureParams = FeatureParams()):
   """
   if params.kind == 'mel':
     bank = mel_filterbank(params)
-    spectrum = lambda power: apply_filterbank(power, bank)
+    spectrum = lambda power: ops.apply_filterbank(power, bank)
   else:
     spectrum = lambda power: power + params.stft_offset
   def to_db(power, frame_lengths):

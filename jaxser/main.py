@@ -25,6 +25,8 @@ from jaxser import cli
 from jaxser import parallel
 from jaxser import train
 
+__all__ = ['define_flags', 'main', 'summary_text']
+
 
 def define_flags():
   """The command's flags (defined only when run as a program)."""

@@ -27,8 +27,6 @@ GRU step. `CRNN` calls it on every input.
 """
 
 from collections.abc import Sequence
-import functools
-import os
 from typing import Any, NamedTuple
 
 import chex
@@ -42,7 +40,6 @@ __all__ = [
     'CRNN',
     'ConvSpec',
     'PAPER_CONVS',
-    'compiler_options',
     'min_frames',
     'output_length',
     'pad_to_min_frames',
@@ -286,59 +283,3 @@ class CRNN(nn.Module):
     x, *weights = nn.dtypes.promote_dtype(x, *fw, *bw, dtype=self.dtype)
     fw, bw = ops.GRUWeights(*weights[:4]), ops.GRUWeights(*weights[4:])
     return ops.bigru(x, lengths, fw, bw)
-
-
-# ----------------------------------------------------------------------------
-# Compilation.
-# ----------------------------------------------------------------------------
-
-# XLA:CPU (jaxlib 0.10 here) hands convolutions, dots and reductions to
-# YNNPACK by default. For this model's convolutions and their gradients
-# YNNPACK was 2-3x slower than XLA's Eigen convolutions on the x86 machine of
-# docs/performance.md; dots and reductions stay with YNNPACK, where they were
-# faster. YNNPACK for elementwise fusions as well made the log-Mel training
-# step 7-9 % faster there (400 and 1400 frames) but the log-STFT one (513
-# bins) 1.7x slower, so it is asked for only on inputs of at most
-# `_YNN_ELTWISE_MAX_BINS` bins. The option is experimental, hence the probe
-# below.
-_YNN_OPTION = 'xla_cpu_experimental_ynn_fusion_type'
-_YNN_WITHOUT_CONVOLUTIONS = ('LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,'
-                             'LIBRARY_FUSION_TYPE_REDUCE')
-_YNN_ELTWISE = ',LIBRARY_FUSION_TYPE_ELTWISE'
-_YNN_ELTWISE_MAX_BINS = 128
-
-
-@functools.cache
-def compiler_options(backend: str | None = None,
-                     num_bins: int | None = None) -> dict[str, str]:
-  """XLA options under which the model's programs run fastest.
-
-  Pass them to `jax.jit(..., compiler_options=...)` for the train, eval and
-  predict steps. They only concern the CPU backend: for others, when the
-  user's `XLA_FLAGS` already set the option, or when this jaxlib does not
-  know it, the result is empty and XLA's defaults apply.
-
-  Args:
-    backend: the platform the steps compile for; `jax.default_backend()` by
-      default.
-    num_bins: the frequency bins of the training step's input, when known:
-      up to 128 (log-Mel), elementwise fusions go to YNNPACK too.
-
-  Returns:
-    A dict of XLA debug options (possibly empty).
-  """
-  backend = backend or jax.default_backend()
-  if backend != 'cpu' or _YNN_OPTION in os.environ.get('XLA_FLAGS', ''):
-    return {}
-  candidates = [_YNN_WITHOUT_CONVOLUTIONS]
-  if num_bins is not None and num_bins <= _YNN_ELTWISE_MAX_BINS:
-    candidates.insert(0, _YNN_WITHOUT_CONVOLUTIONS + _YNN_ELTWISE)
-  for fusion_types in candidates:
-    options = {_YNN_OPTION: fusion_types}
-    try:  # Unknown options fail at compile time: try them on a tiny program.
-      jax.jit(jnp.negative).lower(
-          jnp.zeros((), jnp.float32)).compile(compiler_options=options)
-    except Exception:  # pylint: disable=broad-except
-      continue
-    return options
-  return {}

@@ -16,6 +16,10 @@ against that reference:
   `test_masked_relu_gradient_is_autodiffs`.
 * `bigru` over `GRUParams`: flax's `nn.RNN(nn.GRUCell)` in both directions
   with `seq_lengths`; `test_bigru_equals_flax_rnn`.
+* `apply_filterbank` (the log-Mel features' Mel product, skipping the
+  filterbank's zero blocks: 78 -> 71 ms a batch): the dense product
+  `power @ filterbank`;
+  `features_test.py::test_banded_filterbank_product_equals_the_dense_product`.
 
 A faster formulation replacing any of them must pass the same test.
 """
@@ -26,9 +30,11 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     'GRUParams',
+    'apply_filterbank',
     'GRUWeights',
     'bigru',
     'gru_weights',
@@ -298,3 +304,45 @@ def bigru(x: jax.Array, lengths: jax.Array, fw: GRUWeights,
   h0 = jnp.zeros((2, batch, units), xs.dtype)
   h, _ = jax.lax.scan(step, h0, (jnp.arange(steps), xs))
   return jnp.concatenate([h[0], h[1]], axis=-1)
+
+
+# ----------------------------------------------------------------------------
+# The Mel product of the features.
+
+
+def _band_groups(filterbank: np.ndarray, groups: int = 8):
+  """`(bins, bands)` slices: runs of consecutive bands and the bins they use.
+
+  Each Mel band is a triangle over a few neighbouring bins, so the bank is
+  mostly zeros. Cut into `groups` runs of consecutive bands, each run needs
+  only the bins under its triangles: with 8 runs the products do about an
+  eighth of the dense product's work. `bins` is None for a run of empty bands.
+  """
+  num_bands = filterbank.shape[1]
+  edges = np.linspace(0, num_bands, min(groups, num_bands) + 1).astype(int)
+  out = []
+  for lo, hi in zip(edges[:-1], edges[1:]):
+    rows = np.flatnonzero(filterbank[:, lo:hi].any(axis=1))
+    bins = slice(rows[0], rows[-1] + 1) if rows.size else None
+    out.append((bins, slice(lo, hi)))
+  return out
+
+
+def apply_filterbank(power, filterbank: np.ndarray):
+  """`power @ filterbank` over the last axis, skipping the bank's zero blocks.
+
+  Args:
+    power: `[..., bins]`.
+    filterbank: a static `[bins, bands]` NumPy array (`mel_filterbank`).
+
+  Returns:
+    `[..., bands]`, equal to the dense product up to float rounding.
+  """
+  parts = []
+  for bins, bands in _band_groups(filterbank):
+    if bins is None:
+      parts.append(jnp.zeros(power.shape[:-1] + (bands.stop - bands.start,), power.dtype))
+    else:
+      parts.append(jnp.einsum('...f,fm->...m', power[..., bins], filterbank[bins, bands],
+                              precision=jax.lax.Precision.HIGHEST))
+  return jnp.concatenate(parts, axis=-1)

@@ -8,6 +8,7 @@ registered with a GUI backend, nothing needs a display, and a figure is freed
 as soon as the function returns.
 """
 
+import json
 import os
 import pathlib
 from typing import Mapping, Sequence
@@ -19,7 +20,7 @@ import numpy as np
 
 from jaxser import metrics
 
-__all__ = ['confusion', 'embeddings_pca', 'pca_2d', 'training_curves',
+__all__ = ['confusion', 'embeddings_pca', 'pca_2d', 'run_plots', 'training_curves',
            'ua_wa_bars', 'ua_wa_curve']
 
 _DPI = 120
@@ -281,3 +282,23 @@ def ua_wa_curve(rows: Sequence[Mapping], field: str, path, *, title: str = ''):
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   return _save(fig, path)
+
+
+def run_plots(workdir: str, classes: Sequence[str], confusion_counts,
+              train_out: Mapping, test_out: Mapping) -> dict[str, str]:
+  """A finished run's figures in its workdir: `{name: path}`.
+
+  The test confusion matrix, the PCA of the embeddings z (train and test,
+  the paper's Figure 4) and the training curves of `metrics.jsonl`.
+  """
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    records = [json.loads(line) for line in f]
+  return {
+      'confusion': confusion(np.asarray(confusion_counts), classes,
+                             os.path.join(workdir, 'confusion.png'),
+                             title='test confusion (row-normalised)'),
+      'embeddings': embeddings_pca(
+          train_out['embeddings'], train_out['labels'], test_out['embeddings'],
+          test_out['labels'], classes, os.path.join(workdir, 'embeddings_pca.png')),
+      'curves': training_curves(records, os.path.join(workdir, 'curves.png')),
+  }

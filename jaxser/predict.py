@@ -27,19 +27,19 @@ import sys
 
 from absl import flags
 import jax
-import ml_collections
 import numpy as np
 
 from jaxser import audio
 from jaxser import cli
+from jaxser import evaluate
 from jaxser import features as features_lib
 from jaxser import fileio
 from jaxser import input_pipeline
 from jaxser import parallel
-from jaxser import standardize
-from jaxser import train
 from jaxser.errors import ConfigError
 from jaxser.errors import JaxserError
+
+__all__ = ['Predictor', 'define_flags', 'main']
 
 
 def define_flags():
@@ -90,16 +90,14 @@ class Predictor:
     Raises:
       CheckpointError: no (complete) checkpoint that this code can restore.
     """
-    meta, state = train.restore_selected(workdir)
-    self.config = ml_collections.ConfigDict(meta['config'])
-    self.classes = meta['classes']
-    self.params = features_lib.FeatureParams(**meta['features'])
-    self.standardizer = standardize.Standardizer(
-        np.asarray(meta['standardizer']['mean'], np.float32),
-        np.asarray(meta['standardizer']['std'], np.float32))
+    record, state = evaluate.restore_selected(workdir)
+    self.config = record.config_dict()
+    self.classes = list(record.classes)
+    self.params = record.features
+    self.standardizer = record.standardizer
     self.mesh = local_mesh()
     self.state = parallel.replicate(state, self.mesh)
-    self._eval = train.make_eval_step(self.mesh)
+    self._eval = evaluate.make_eval_step(self.mesh)
 
   def __call__(self, waveforms, batch_size: int = 32):
     """Probabilities and embeddings of waveforms.
@@ -132,15 +130,13 @@ class Predictor:
     """`(probs [n, classes], embeddings [n, dim])` of features, in order."""
     examples = input_pipeline.Examples(feats, np.zeros(len(feats), np.int32),
                                        np.arange(len(feats)), self.standardizer)
-    probs = np.zeros((len(feats), len(self.classes)), np.float32)
-    z = np.zeros((len(feats), self.config.model.embedding_dim), np.float32)
-    for rows, batch in input_pipeline.eval_batches(
-        examples, batch_size=batch_size, buckets=self.config.buckets):
-      out = jax.device_get(self._eval(self.state, jax.device_put(
-          batch, parallel.batch_sharding(self.mesh))))
-      probs[rows] = jax.nn.softmax(out['logits'][:len(rows)])
-      z[rows] = out['embeddings'][:len(rows)]
-    return probs, z
+    out = evaluate.outputs(self._eval, self.state, examples, batch_size=batch_size,
+                           buckets=self.config.buckets, mesh=self.mesh,
+                           every_process=False)
+    if not feats:  # no batch ran: empty outputs of the right widths
+      return (np.zeros((0, len(self.classes)), np.float32),
+              np.zeros((0, self.config.model.embedding_dim), np.float32))
+    return np.asarray(jax.nn.softmax(out['logits'])), out['embeddings']
 
 
 def expand(paths) -> list[str]:

@@ -15,6 +15,8 @@ import numpy as np
 
 from jaxser import metrics
 
+__all__ = ['compactness', 'fold_summary', 'markdown_table']
+
 
 def _averaged_confusion(counts: np.ndarray) -> np.ndarray:
   """`[C, C]` mean of the row-normalised `[folds, C, C]` counts.

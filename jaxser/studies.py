@@ -1,6 +1,6 @@
 """The paper's experiments as named studies, and the numbers it reports.
 
-Plain data, no I/O: `jaxser.ablate` runs a study's variants, `jaxser.report`
+Plain data, no I/O: `jaxser.ablate` runs a study's variants, `jaxser.ablate_report`
 writes them beside the paper's numbers (docs/method.md, "Reported numbers").
 
 - `settings`: the paper's settings 1-4, log-Mel or log-STFT input, lambda 0
@@ -10,6 +10,8 @@ writes them beside the paper's numbers (docs/method.md, "Reported numbers").
 """
 
 from typing import NamedTuple
+
+from jaxser.data import records
 
 __all__ = ['PAPER', 'PAPER_CLASSES', 'STUDIES', 'Paper', 'Study', 'Variant',
            'paper_result']
@@ -76,7 +78,7 @@ PAPER = {
     ('mel', 0.3, 0.7): Paper('', 66.96, None, None),
     ('mel', 0.3, 0.9): Paper('', 66.41, None, None),
 }
-PAPER_CLASSES = ('neutral', 'angry', 'happy', 'sad')
+PAPER_CLASSES = records.PAPER_4CLASS.classes  # the classes of the paper's tables
 
 
 def paper_result(variant: Variant) -> Paper | None:

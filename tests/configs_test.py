@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from jaxser import experiment
+from jaxser import config_lib
 from jaxser.configs import default, demo, softmax_only, stft, tiny
 
 
@@ -13,13 +13,13 @@ def test_every_config_is_valid(module, tmp_path):
   config = module.get_config()
   if config.corpus != 'demo':  # the paper's configs need the corpus' folder
     config.corpus_root = str(tmp_path)
-  experiment.validate_config(config)
+  config_lib.validate(config)
 
 
 def test_the_quick_demo_changes_only_its_fields():
   config = demo.get_config()
   quick = demo.get_config('quick')
-  experiment.validate_config(quick)
+  config_lib.validate(quick)
   before = json.loads(config.to_json_best_effort())
   after = json.loads(quick.to_json_best_effort())
   changed = {k for k in after if after[k] != before[k]}

@@ -276,22 +276,3 @@ def test_gru_parameters_are_flax_gru_cells(share):
   crnn = _variables('tiny_shared' if share else 'tiny')['params']
   for name in names:
     chex.assert_trees_all_equal(crnn[name], params[name])
-
-
-def test_compiler_options(monkeypatch):
-  options = models.compiler_options('cpu')
-  if options:  # this jaxlib knows the option: it compiles the model with it
-    apply = jax.jit(models.CRNN(**TINY).apply)
-    variables = _variables('tiny')
-    args = (variables, jnp.ones((2, 40, 12)), jnp.array([40, 20]))
-    np.testing.assert_allclose(
-        apply.lower(*args).compile(options)(*args)[0], apply(*args)[0],
-        rtol=0, atol=1e-5)
-  assert models.compiler_options('gpu') == {}
-  # The user's XLA_FLAGS win.
-  models.compiler_options.cache_clear()
-  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_experimental_ynn_fusion_type=')
-  try:
-    assert models.compiler_options('cpu') == {}
-  finally:
-    models.compiler_options.cache_clear()

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from jaxser import plots
+from jaxser.data.records import PAPER_4CLASS
 
-CLASSES = ('neutral', 'angry', 'happy', 'sad')
+CLASSES = PAPER_4CLASS.classes
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 

@@ -19,18 +19,18 @@ import pytest
 import soundfile as sf
 
 from jaxser import predict
+from jaxser.data.records import PAPER_4CLASS
 from jaxser.errors import ConfigError
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-CLASSES = ('neutral', 'angry', 'happy', 'sad')
+CLASSES = PAPER_4CLASS.classes
 EMBEDDING_DIM = 6  # jaxser/configs/tiny.py
 
 # Runs the real CLI with the model's logits made NaN (finite features in, a
 # non-finite output out): what no prediction line may ever show.
 NAN_OUTPUTS_DRIVER = '''
-from absl import app
-from jaxser import cli, predict, train
-make_eval_step = train.make_eval_step
+from jaxser import cli, evaluate, predict
+make_eval_step = evaluate.make_eval_step
 
 def nan_eval_step(mesh=None):
   step = make_eval_step(mesh)
@@ -39,7 +39,7 @@ def nan_eval_step(mesh=None):
     return dict(out, logits=out['logits'] * float('nan'))
   return nan_logits
 
-train.make_eval_step = nan_eval_step
+evaluate.make_eval_step = nan_eval_step
 cli.run(predict.main, predict.define_flags)
 '''
 

@@ -31,7 +31,9 @@ import pytest
 
 from jaxser.configs import tiny
 from jaxser import checkpoint
-from jaxser import experiment
+from jaxser import config_lib
+from jaxser import workdir as workdir_lib
+from jaxser.errors import JaxserError
 from jaxser import train
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -235,8 +237,8 @@ def tmp_checkpoints(workdir) -> list[pathlib.Path]:
 def abstract_state():
   """The TrainState shapes of the runs here, to restore their checkpoints."""
   config = tiny.get_config()
-  model = train.create_model(config, 4)
-  bins = experiment.feature_params(config).num_bins
+  model = config_lib.create_model(config, 4)
+  bins = config_lib.feature_params(config).num_bins
   return checkpoint.abstract(jax.eval_shape(
       lambda: train.create_train_state(config, model, bins)))
 
@@ -392,7 +394,7 @@ def later(reference, jobs, base, tone_manifest, tmp_path_factory):
   jobs.start('rerun', cli(root / 'rerun', base))
   # 4. A second run on a workdir that a first run holds.
   digests['locked'] = tree_digest(copy('locked'))
-  lock = experiment.WorkdirLock(str(root / 'locked'))
+  lock = workdir_lib.WorkdirLock(str(root / 'locked'))
   jobs.start('locked', cli(root / 'locked', base))
   # 7. Another model, another class set; damaged checkpoints for predict.
   for name, flag in (('other_model', '--config.model.gru_units=16'),
@@ -536,7 +538,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result(reference, later, base, 
                                           for w in (workdir, ref))
     assert int(got.step) == int(want.step), (kind, story)
     assert_states_equal(got, want)
-    assert got_meta['best'] == want_meta['best']
+    assert got_meta.best == want_meta.best
   assert (json.loads((workdir / 'results.json').read_text())
           == json.loads((ref / 'results.json').read_text()))
   print('; '.join(story))
@@ -561,7 +563,7 @@ def test_metrics_of_a_killed_run_are_cut_back_to_its_checkpoint(tmp_path):
            {'step': 12, 'split': 'train', 'loss': 0.4}]
   text = ''.join(json.dumps(l) + '\n' for l in lines) + '{"step": 12, "spl'  # torn
   (tmp_path / 'metrics.jsonl').write_text(text)
-  train.MetricsWriter(str(tmp_path), resume_step=8).close()
+  workdir_lib.MetricsWriter(str(tmp_path), resume_step=8).close()
   assert read_metrics(tmp_path) == lines[:3]
 
 
@@ -619,7 +621,7 @@ def test_full_disk_fails_at_the_save_with_the_previous_checkpoint_intact(
   assert message.endswith('the checkpoint of step 2 there is intact'), message
   assert latest_steps(workdir) == (2, None)
   state, meta = restore(workdir, abstract_state)
-  assert int(state.step) == 2 == meta['step'] and all_finite(state.params)
+  assert int(state.step) == 2 == meta.step and all_finite(state.params)
 
 
 @pytest.mark.parametrize('name', ['under_a_file', 'unwritable'])
@@ -646,7 +648,7 @@ def test_a_second_run_on_a_locked_workdir_is_refused(later, jobs):
                  'this workdir')
   assert tree_digest(workdir) == later['digests']['locked']  # untouched
   later['lock'].release()  # the first run ends: a next run may take the lock
-  experiment.WorkdirLock(str(workdir)).release()
+  workdir_lib.WorkdirLock(str(workdir)).release()
 
 
 # --------------------------------------------------------------------------
@@ -717,7 +719,6 @@ def test_predict_on_missing_or_incomplete_checkpoints(refusals, later, jobs):
 # file system is full when it starts (the workdir is on a small tmpfs).
 FILL_BEFORE_REPORT_DRIVER = '''
 import os
-from absl import app
 from jaxser import cli, main, train
 report = train._final_report
 
@@ -730,9 +731,9 @@ def fill(folder):
       except OSError:
         pass
 
-def full_report(config, workdir, *args, **kwargs):
-  fill(os.path.dirname(workdir))
-  return report(config, workdir, *args, **kwargs)
+def full_report(run, *args, **kwargs):
+  fill(os.path.dirname(run.workdir))
+  return report(run, *args, **kwargs)
 
 train._final_report = full_report
 cli.run(main.main, main.define_flags)
@@ -951,7 +952,7 @@ def test_a_reader_passes_over_a_step_rotated_away_while_it_reads(reference, tmp_
     state, meta = ckpts.restore_newest(checkpoint.LATEST, abstract_state)
   finally:
     ckpts.close()
-  assert int(state.step) == meta['step'] == STEPS - 2
+  assert int(state.step) == meta.step == STEPS - 2
 
 
 def test_predict_warns_when_there_is_no_best_checkpoint(identity_runs, jobs):
@@ -970,14 +971,14 @@ def test_a_planted_lock_symlink_is_refused_and_its_target_kept(identity_runs, jo
 
 
 def test_deleting_the_lock_file_does_not_let_a_second_run_in(tmp_path):
-  lock = experiment.WorkdirLock(str(tmp_path))
+  lock = workdir_lib.WorkdirLock(str(tmp_path))
   try:
     os.remove(tmp_path / '.lock')
-    with pytest.raises(experiment.JaxserError, match='another jaxser run'):
-      experiment.WorkdirLock(str(tmp_path))
+    with pytest.raises(JaxserError, match='another jaxser run'):
+      workdir_lib.WorkdirLock(str(tmp_path))
   finally:
     lock.release()
-  experiment.WorkdirLock(str(tmp_path)).release()  # free again
+  workdir_lib.WorkdirLock(str(tmp_path)).release()  # free again
 
 
 def _require_disk(identity_runs, name):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from jaxser import report
+from jaxser.data.records import PAPER_4CLASS
 
-CLASSES = ('neutral', 'angry', 'happy', 'sad')
+CLASSES = PAPER_4CLASS.classes
 
 # Two folds with hand-checkable row-normalised matrices.
 CM_A = [[3, 1, 0, 0], [0, 2, 2, 0], [1, 1, 1, 1], [0, 0, 0, 5]]

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from jaxser.configs import tiny
-from jaxser import experiment
+from jaxser import config_lib
+from jaxser import prepare
 from jaxser import input_pipeline
 from jaxser import predict
 from jaxser import parallel
@@ -85,8 +86,8 @@ def test_predictor_matches_eval_of_the_best_checkpoint(tone_manifest, tmp_path):
 def test_compiled_train_steps_bounded_by_buckets(tone_manifest, tmp_path):
   config = tiny_config(tone_manifest, tmp_path, batch_size=2,
                        buckets=(60, 100, 140, 180, 300))
-  data = experiment.prepare(config, str(tmp_path / 'run'))
-  model = train.create_model(config, 4)
+  data = prepare.prepare(config, str(tmp_path / 'run'))
+  model = config_lib.create_model(config, 4)
   mesh = parallel.make_mesh()
   # Placed as the steps keep it (replicated), as train_and_evaluate does;
   # otherwise the first call compiles once more for the unplaced state.
@@ -118,8 +119,8 @@ def test_resume_equals_uninterrupted_run(tone_manifest, tmp_path):
   from jaxser import checkpoint
   a = checkpoint.Checkpoints(straight)
   b = checkpoint.Checkpoints(resumed)
-  model = train.create_model(config, 4)
-  bins = experiment.feature_params(config).num_bins
+  model = config_lib.create_model(config, 4)
+  bins = config_lib.feature_params(config).num_bins
   target = checkpoint.abstract(train.create_train_state(config, model, bins))
   sa, _ = a.restore(checkpoint.LATEST, target)
   sb, _ = b.restore(checkpoint.LATEST, target)

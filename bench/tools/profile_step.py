@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxser import models
+from jaxser import xla_options
 import train_step as bench
 
 
@@ -140,7 +141,7 @@ def main():
   parser.add_argument('--xla-defaults', dest='xla_options',
                       action='store_false')
   args = parser.parse_args()
-  options = models.compiler_options() if args.xla_options else None
+  options = xla_options.compiler_options() if args.xla_options else None
   print(f'{args.kind} batch 32 x {args.frames} frames, compiler options '
         f'{options}, load average {os.getloadavg()[0]:.1f}')
   runner = bench.JaxserRunner(

@@ -1,0 +1,122 @@
+"""A config turned into the typed objects a run needs, once.
+
+A run's `ConfigDict` is read here and nowhere below: `feature_params`,
+`convs`, `create_model` and `step_options` build what the layers take, and
+`validate` checks a config by building them (plus the fields that only the
+driver reads), so a bad field fails before any work, named.
+"""
+
+import os
+
+import ml_collections
+
+from jaxser import data as data_lib
+from jaxser import features as features_lib
+from jaxser import models
+from jaxser import protocols
+from jaxser.errors import ConfigError
+
+__all__ = ['cache_dir', 'convs', 'create_model', 'feature_params', 'step_options',
+           'validate']
+
+
+def feature_params(config: ml_collections.ConfigDict) -> features_lib.FeatureParams:
+  """`FeatureParams` of `config.features` (every field of it).
+
+  Raises:
+    ConfigError: naming the field and why.
+  """
+  try:
+    return features_lib.FeatureParams(**config.features)
+  except (ValueError, TypeError) as e:
+    raise ConfigError(f'config.features.{e}') from e
+
+
+def convs(config: ml_collections.ConfigDict) -> tuple[models.ConvSpec, ...]:
+  """The conv layers of `config.model.convs`."""
+  try:
+    return tuple(models.ConvSpec(*layer) for layer in config.model.convs)
+  except TypeError as e:
+    raise ConfigError(f'config.model.convs={config.model.convs!r}: {e}') from e
+
+
+def create_model(config: ml_collections.ConfigDict, num_classes: int) -> models.CRNN:
+  """The CRNN of `config.model` for `num_classes` classes."""
+  return models.CRNN(num_classes=num_classes, convs=convs(config),
+                     gru_units=config.model.gru_units,
+                     embedding_dim=config.model.embedding_dim,
+                     share_gru_weights=config.model.share_gru_weights)
+
+
+def step_options(config: ml_collections.ConfigDict) -> dict:
+  """The train step's keyword arguments (lambda, alpha, warm-up, rule)."""
+  return dict(lam=config.center_loss_weight, alpha=config.center_alpha,
+              warmup_steps=config.warmup_steps, rule=config.center_update)
+
+
+def cache_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """The feature cache folder: `config.cache_dir` or `<workdir>/../jaxser_cache`."""
+  if config.cache_dir:
+    return config.cache_dir
+  return os.path.join(os.path.dirname(os.path.abspath(workdir)), 'jaxser_cache')
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Rejects impossible values before any work, naming the field.
+
+  Raises:
+    ConfigError: the first bad field found, with its value and why.
+  """
+  def check(ok, field, why):
+    if not ok:
+      raise ConfigError(f'config.{field}={config_value(config, field)!r}: {why}')
+
+  check(config.corpus in data_lib.READERS, 'corpus',
+        f'unknown corpus (known: {", ".join(data_lib.READERS)})')
+  if config.corpus != 'demo':
+    check(bool(config.corpus_root), 'corpus_root', 'is required for this corpus')
+    check(os.path.exists(config.corpus_root), 'corpus_root', 'does not exist')
+  check(config.protocol in protocols.PROTOCOLS, 'protocol',
+        f'unknown protocol (known: {", ".join(protocols.PROTOCOLS)})')
+  check(config.fold >= 0, 'fold', 'must be >= 0')
+  for field in ('seed', 'split_seed', 'demo_seed'):
+    check(isinstance(config[field], int) and 0 <= config[field] < 2 ** 32, field,
+          'must be an integer in [0, 2**32)')
+  check(config.demo_utterances >= 8, 'demo_utterances',
+        'the demo corpus needs at least 8 utterances (2 per class)')
+  check(config.center_loss_weight >= 0, 'center_loss_weight', 'lambda must be >= 0')
+  check(0 < config.center_alpha <= 1, 'center_alpha', 'alpha must be in (0, 1]')
+  check(config.center_update in ('ema', 'wen'), 'center_update', "must be 'ema' or 'wen'")
+  check(config.warmup_steps >= 0, 'warmup_steps', 'must be >= 0')
+  check(config.learning_rate > 0, 'learning_rate', 'must be > 0')
+  for field in ('batch_size', 'eval_batch_size', 'num_train_steps',
+                'eval_every_steps', 'log_every_steps', 'checkpoint_every_steps'):
+    check(config[field] > 0, field, 'must be > 0')
+  check(config.eval_start_step >= 0, 'eval_start_step', 'must be >= 0')
+  check(len(config.buckets) > 0 and min(config.buckets) > 0, 'buckets',
+        'must be positive frame lengths')
+  check(max(config.buckets) >= config.features.max_frames, 'buckets',
+        f'the largest bucket must hold config.features.max_frames='
+        f'{config.features.max_frames} frames')
+  check(len(config.model.convs) > 0, 'model.convs', 'needs at least one layer')
+  for field in ('gru_units', 'embedding_dim'):
+    check(config.model[field] > 0, f'model.{field}', 'must be > 0')
+  try:
+    data_lib.get_label_map(config.classes)
+  except ConfigError as e:
+    raise ConfigError(f'config.classes={config.classes!r}: {e}') from e
+  bins = feature_params(config).num_bins  # checks every features field
+  layers = convs(config)
+  check(models.output_length(bins, layers) >= 1, 'model.convs',
+        f'leaves no frequency bin of the {bins} input bins; use fewer or '
+        'smaller layers, or more bins')
+  check(min(config.buckets) >= models.min_frames(layers), 'buckets',
+        f'a bucket is shorter than the {models.min_frames(layers)} frames the '
+        'model needs for one output step')
+
+
+def config_value(config, dotted: str):
+  value = config
+  for part in dotted.split('.'):
+    value = value[part]
+  return value
