@@ -24,7 +24,6 @@ from typing import Callable, NoReturn
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 from jaxser import fileio
@@ -75,11 +74,10 @@ def run(main: Callable, define_flags: Callable[[], None]) -> None:
 
 
 def fail(message: str) -> NoReturn:
-  """Prints `jaxser: <message>` on stderr and exits with status 1."""
+  """Prints `jaxser: <message>` on stderr, once, and exits with status 1."""
   lines = [line if len(line) <= MAX_LINE else line[:MAX_LINE - 3] + '...'
            for line in str(message).splitlines() or ['']]
   text = 'jaxser: ' + '\n'.join(lines)
-  logging.error('%s', text)
   for stream in (sys.stdout, sys.stderr):
     try:
       stream.flush()
