@@ -6,10 +6,11 @@ The only module that knows orbax. A workdir holds
   best/<step>/          the state with the best dev UA (reporting, predict)
 
 and each checkpoint has two items: `state` (the TrainState pytree: step,
-params, optimizer state, centres, RNG key) and `meta` (a `RunRecord` as JSON: the config, the
-class names, the feature parameters, the standardisation statistics, the
-input iterator's position, the selection record), so one checkpoint is enough
-to resume training or to predict.
+params, optimizer state, centres, RNG key) and `meta` (a `RunRecord` as
+JSON: the config, the class names, the feature parameters, the
+standardisation statistics, the run identity, the input iterator's position,
+the selection record), so one checkpoint is enough to resume training or to
+predict.
 
 orbax writes each checkpoint to a temporary folder
 (`<step>.orbax-checkpoint-tmp*`) and renames it when complete, so a run

@@ -187,11 +187,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     with contextlib.ExitStack() as closing:
       return _train_and_evaluate(config, workdir, interrupt_at_step, closing)
   except KeyboardInterrupt:
-    raise Interrupted(f'interrupted; {guards.kept_message(workdir, workdir_lib.saved_step(workdir))}; '
-                      'rerun the same command to resume') from None
+    kept = guards.kept_message(workdir, workdir_lib.saved_step(workdir))
+    raise Interrupted(f'interrupted; {kept}; rerun the same command to resume') from None
   except OSError as e:  # a write that no narrower handler expected
-    raise JaxserError(f'{e.filename or workdir}: {fileio.reason(e)}; '
-                      f'{guards.kept_message(workdir, workdir_lib.saved_step(workdir))}') from e
+    kept = guards.kept_message(workdir, workdir_lib.saved_step(workdir))
+    raise JaxserError(f'{e.filename or workdir}: {fileio.reason(e)}; {kept}') from e
   finally:
     lock.release()
 

@@ -41,7 +41,8 @@ def preflight(config: ml_collections.ConfigDict, workdir: str) -> 'WorkdirLock':
   """
   config_lib.validate(config)
   ensure_writable(workdir, 'the workdir (--workdir)')
-  ensure_writable(config_lib.cache_dir(config, workdir), 'the feature cache (config.cache_dir)')
+  ensure_writable(config_lib.cache_dir(config, workdir),
+                  'the feature cache (config.cache_dir)')
   if not parallel.is_chief():  # in a multi-process run, process 0 holds it
     return _NoLock()
   return WorkdirLock(workdir)
