@@ -35,6 +35,7 @@ ablation fit a 2-core CPU (`./launch.sh ablate --quick` passes both).
 """
 
 import glob
+import io
 import json
 import math
 import os
@@ -50,15 +51,16 @@ import numpy as np
 
 from jaxser import ablate_report
 from jaxser import cli
-from jaxser import crossval
 from jaxser import config_lib
+from jaxser import crossval
 from jaxser import evaluate
-from jaxser import prepare as prepare_lib
-from jaxser import run_record
-from jaxser import workdir as workdir_lib
 from jaxser import fileio
 from jaxser import parallel
+from jaxser import prepare as prepare_lib
 from jaxser import report
+from jaxser import run_record
+from jaxser import workdir as workdir_lib
+from jaxser.data import fingerprint
 from jaxser.errors import ConfigError
 from jaxser.errors import JaxserError
 from jaxser.studies import STUDIES
@@ -94,8 +96,8 @@ QUICK_FOLDS = (0,)
 
 
 # Config fields that do not change a run's results (or that crossval sets).
-# A run folder holds several seeds and folds; each one's own identity (with
-# the corpus' content) is checked by crossval.
+# A run folder holds several seeds and folds: its record holds the config
+# less these and the corpus' content; crossval checks each run's identity.
 _NOT_COMPARED = run_record.NOT_IDENTITY + ('seed', 'split_seed', 'fold')
 
 
@@ -147,6 +149,11 @@ def run_variant(config: ml_collections.ConfigDict, workdir: str, variant: Varian
   record_path = os.path.join(run_dir, RUN_RECORD)
   record = _read_json(record_path)
   wanted = {'seeds': list(seeds), 'folds': None if folds is None else list(folds)}
+  # With the seeds and folds, the config and the corpus' content are the
+  # identity of every run in the folder (crossval checks each run's own).
+  utterances, _, _ = prepare_lib.load_corpus(config)
+  content = fingerprint.corpus_fingerprint(
+      utterances, config.cache_dir or config_lib.cache_dir(config, workdir))
   if record is not None:
     if record['config'] != _compared(config):
       diffs = sorted(k for k in set(record['config']) | set(_compared(config))
@@ -154,15 +161,21 @@ def run_variant(config: ml_collections.ConfigDict, workdir: str, variant: Varian
       raise JaxserError(
           f'{run_dir} was trained with another config (differs in '
           f'{", ".join(diffs)}); use another --workdir for this ablation')
+    if record.get('corpus_content') != content:
+      raise JaxserError(
+          f"{run_dir} was trained on another corpus (the corpus' utterances or "
+          'audio changed); use another --workdir for this ablation')
     summary = _read_json(os.path.join(run_dir, 'summary.json'))
     if record.get('finished') == wanted and summary is not None:
       logging.info('%s: all runs finished before, summary reused', run_dir)
       return summary
   os.makedirs(run_dir, exist_ok=True)
-  fileio.write_json(record_path, {'config': _compared(config), 'finished': None})
+  fileio.write_json(record_path, {'config': _compared(config),
+                                  'corpus_content': content, 'finished': None})
   summary = crossval.run(config, run_dir, [int(s) for s in seeds],
                          None if folds is None else [int(k) for k in folds])
-  fileio.write_json(record_path, {'config': _compared(config), 'finished': wanted})
+  fileio.write_json(record_path, {'config': _compared(config),
+                                  'corpus_content': content, 'finished': wanted})
   return summary
 
 
@@ -205,7 +218,8 @@ def fold_embeddings(fold_dir: str, splits: Sequence[str] = ('test',)) -> dict:
     'confusion': `[C, C]` counts}.
   """
   paths = {s: os.path.join(fold_dir, f'embeddings_{s}.npz') for s in splits}
-  missing = [s for s in splits if not os.path.exists(paths[s])]
+  source = _embeddings_source(fold_dir)
+  missing = [s for s in splits if _saved_source(paths[s]) != source]
   if missing:
     # The selected checkpoint, evaluated as the training run evaluates: the
     # package's jitted eval step over every device, the state replicated.
@@ -220,16 +234,32 @@ def fold_embeddings(fold_dir: str, splits: Sequence[str] = ('test',)) -> dict:
           eval_fn, state, getattr(data, split), batch_size=config.eval_batch_size,
           buckets=tuple(config.buckets), num_classes=data.label_map.num_classes,
           mesh=mesh)
-      tmp = paths[split] + '.tmp.npz'
-      np.savez(tmp, z=out['embeddings'], labels=out['labels'], ua=metrics['ua'],
-               confusion=np.asarray(metrics['confusion']))
-      os.replace(tmp, paths[split])
+      buffer = io.BytesIO()
+      np.savez(buffer, z=out['embeddings'], labels=out['labels'], ua=metrics['ua'],
+               confusion=np.asarray(metrics['confusion']), source=source)
+      fileio.atomic_write(paths[split], buffer.getvalue())
   out = {}
   for split, path in paths.items():
     with np.load(path) as saved:
       out[split] = {'z': saved['z'], 'labels': saved['labels'],
                     'ua': float(saved['ua']), 'confusion': saved['confusion']}
   return out
+
+
+def _embeddings_source(fold_dir: str) -> str:
+  """What a fold's embeddings come from: its run's identity and selected step."""
+  results = _read_json(os.path.join(fold_dir, 'results.json')) or {}
+  return json.dumps([results.get('identity'), results.get('selected_step')],
+                    sort_keys=True)
+
+
+def _saved_source(path: str) -> str | None:
+  """The source an embeddings file was saved from; None if none is readable."""
+  try:
+    with np.load(path) as saved:
+      return str(saved['source'])
+  except (OSError, KeyError, ValueError):  # absent, unreadable, or older
+    return None
 
 
 # --------------------------------------------------------------------------

@@ -51,6 +51,11 @@ def parse_flags(argv: list[str]) -> list[str]:
   parser for a `--config.<field>` the config does not have, which would end
   in a traceback; absl's own errors would print the whole usage.
   """
+  for arg in argv[1:]:  # else ml_collections reports a missing file vaguely
+    if arg.startswith('--config='):
+      path = arg.split('=', 1)[1].split(':', 1)[0]
+      if not os.path.isfile(path):
+        fail(f'{arg}: no config file {path} (from {os.getcwd()})')
   try:
     return flags.FLAGS(argv)
   except (AttributeError, KeyError) as e:
@@ -64,7 +69,10 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail(f'unknown config field {detail} (overrides given: {", ".join(overrides)}); '
          'the config file lists the fields that exist')
   except flags.Error as e:
-    fail(str(e))
+    # A config file that raised carries its traceback in the message: keep
+    # the flag and the error itself.
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    fail(lines[0] if len(lines) == 1 else f'{lines[0]} {lines[-1].strip()}')
 
 
 def run(main: Callable, define_flags: Callable[[], None]) -> None:

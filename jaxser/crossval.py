@@ -23,7 +23,7 @@ from jaxser import cli
 from jaxser import config_lib
 from jaxser import prepare
 from jaxser import run_record
-from jaxser import workdir
+from jaxser import workdir as workdir_lib
 from jaxser import fileio
 from jaxser import protocols
 from jaxser import report
@@ -58,8 +58,10 @@ def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False) ->
   config_lib.validate(config)
   seeds = cli.indices(seeds, '--seeds')
   folds = None if folds is None else cli.indices(folds, '--folds')
-  # One feature cache for every seed and fold; the corpus is read once.
+  # One feature cache for every seed and fold (`<workdir>/jaxser_cache`
+  # unless the config names one); the corpus is read once.
   cache = config.cache_dir or os.path.join(workdir, 'jaxser_cache')
+  workdir_lib.ensure_writable(cache, 'the feature cache (config.cache_dir)')
   utterances, labels, _ = prepare.load_corpus(config)
   plan = []  # (seed, fold, config, workdir, finished result or None)
   for seed in seeds:
@@ -114,7 +116,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  workdir.ensure_writable(FLAGS.workdir, 'the crossval workdir (--workdir)')
+  workdir_lib.ensure_writable(FLAGS.workdir, 'the crossval workdir (--workdir)')
   summary = run(FLAGS.config, FLAGS.workdir, FLAGS.seeds, FLAGS.folds,
                 start_over=FLAGS.start_over)
   print(report.markdown_table(summary))

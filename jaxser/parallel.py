@@ -21,7 +21,7 @@ import numpy as np
 
 from jaxser.errors import ConfigError
 
-__all__ = ['DATA_AXIS', 'batch_sharding', 'check_batch_sizes',
+__all__ = ['DATA_AXIS', 'batch_sharding',
            'check_divisible', 'global_batch', 'initialize', 'is_chief',
            'make_mesh', 'replicate', 'replicated', 'shard_batch', 'sync',
            'to_host']
@@ -137,13 +137,3 @@ def sync(name: str) -> None:
   """Waits until every process reaches this point (no-op with one process)."""
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(name)
-
-
-def check_batch_sizes(config, mesh) -> None:
-  """`config.batch_size` and `config.eval_batch_size` split over the mesh.
-
-  Raises:
-    ConfigError: naming the field, its value and the number of devices.
-  """
-  for field in ('batch_size', 'eval_batch_size'):
-    check_divisible(config[field], mesh, f'config.{field}')

@@ -230,7 +230,8 @@ class _Run(NamedTuple):
 def _train_and_evaluate(config, workdir, interrupt_at_step, closing):
   """Sets the run up, resumes it if a checkpoint is there, trains, reports."""
   mesh = parallel.make_mesh()
-  parallel.check_batch_sizes(config, mesh)
+  for field in ('batch_size', 'eval_batch_size'):
+    parallel.check_divisible(config[field], mesh, f'config.{field}')
   logging.info('data parallel over %d devices (%d processes): global batch %d, '
                '%d per device', mesh.devices.size, jax.process_count(),
                config.batch_size, config.batch_size // mesh.devices.size)

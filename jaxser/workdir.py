@@ -133,7 +133,9 @@ class WorkdirLock:
 # What a run writes in its workdir (all of it goes with --start_over).
 RUN_OUTPUTS = (checkpoint_lib.LATEST, checkpoint_lib.BEST, checkpoint_lib.DAMAGED,
                'tensorboard', 'metrics.jsonl', 'results.json', 'confusion.png',
-               'embeddings_pca.png', 'curves.png')
+               'embeddings_pca.png', 'curves.png',
+               # jaxser.ablate's embeddings of the run's splits
+               'embeddings_train.npz', 'embeddings_dev.npz', 'embeddings_test.npz')
 
 
 def discard_run(workdir: str) -> None:

@@ -4,6 +4,7 @@ import csv
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import pytest
 
 from jaxser import ablate
 from jaxser import crossval
+from jaxser import evaluate
 from jaxser import report
 from jaxser import studies
 from jaxser import train
@@ -115,11 +117,46 @@ def test_study_writes_tables_and_figures_and_a_rerun_trains_nothing(
   assert [os.path.getmtime(p) for p in finished] == mtimes
   assert read_csv(os.path.join(study_dir, 'results.csv')) == rows
 
-  # The same run under another config is refused, not mixed in.
+  # The same run under another config, or on an edited corpus, is refused,
+  # not mixed in (a moved corpus is the same corpus).
+  moved = tmp_path / 'moved'
+  shutil.copytree(os.path.dirname(tone_manifest), moved)
+  config.corpus_root = str(moved / 'manifest.csv')
+  assert ablate.run(config, workdir, [STUDY], seeds=[0], folds=[0])['custom']['rows'] == (
+      result['custom']['rows'])
+  wav = moved / 's1_angry_0.wav'
+  data = bytearray(wav.read_bytes())
+  data[-400:] = bytes(400)  # the same size, other samples
+  wav.write_bytes(bytes(data))
+  with pytest.raises(JaxserError, match='another corpus'):
+    ablate.run(config, workdir, [STUDY], seeds=[0], folds=[0])
   config.num_train_steps = 8
   with pytest.raises(JaxserError, match='another config.*num_train_steps'):
     ablate.run(config, workdir, [STUDY], seeds=[0], folds=[0])
   assert trained == []
+
+
+def test_embeddings_are_recomputed_for_another_run(tone_manifest, tmp_path, monkeypatch):
+  config = tiny_config(tone_manifest, tmp_path)
+  config.num_train_steps = 6
+  fold_dir = str(tmp_path / 'fold')
+  train.train_and_evaluate(config, fold_dir)
+  restored = counting(monkeypatch, evaluate, 'restore_selected')
+  first = ablate.fold_embeddings(fold_dir)
+  assert ablate.fold_embeddings(fold_dir)['test']['ua'] == first['test']['ua']
+  assert len(restored) == 1  # the second call read the saved file
+  # Another run in the same folder (--start_over, a rerun) makes them stale.
+  train.train_and_evaluate(config.copy_and_resolve_references(), fold_dir, start_over=True)
+  assert not os.path.exists(os.path.join(fold_dir, 'embeddings_test.npz'))
+  ablate.fold_embeddings(fold_dir)
+  results = os.path.join(fold_dir, 'results.json')
+  with open(results) as f:
+    saved = json.load(f)
+  saved['selected_step'] = -1  # as if another run had selected another step
+  with open(results, 'w') as f:
+    json.dump(saved, f)
+  ablate.fold_embeddings(fold_dir)
+  assert len(restored) == 3
 
 
 def test_command_line_flags():

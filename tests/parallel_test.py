@@ -71,8 +71,7 @@ SCRIPT = textwrap.dedent('''
       mel, _ = features.log_mel(jax.device_put(waves, split), jax.device_put(lengths, split))
       np.testing.assert_allclose(np.asarray(mel), np.asarray(single), atol=1e-4)
     try:
-      parallel.check_batch_sizes(dict(batch_size=6, eval_batch_size=8),
-                                 parallel.make_mesh())
+      parallel.check_divisible(6, parallel.make_mesh(), 'config.batch_size')
     except Exception as e:
       assert 'config.batch_size=6: must be divisible by the 4 devices' in str(e), e
     else:

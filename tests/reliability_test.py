@@ -304,6 +304,12 @@ CONFIG_FAULTS = {
                         'config.features.top_db=-5.0: the dynamic range must be a finite'),
     'bucket_too_short': (['--config.buckets=20,200'], 'a bucket is shorter than the '
                          '49 frames the model needs for one output step'),
+    'missing_config_file': (['--config=jaxser/configs/nosuch.py'],
+                            '--config=jaxser/configs/nosuch.py: no config file '
+                            'jaxser/configs/nosuch.py'),
+    'bad_config_argument': (['--config=jaxser/configs/demo.py:nosuch'],
+                            "ValueError: demo.py takes no argument or 'quick', got "
+                            "'nosuch'"),
 }
 
 
