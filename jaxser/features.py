@@ -61,12 +61,16 @@ class FeatureParams:
   top_db: float = 80.0         # Per-utterance dynamic range in dB.
   stft_offset: float = 1e-8    # Added to the power before the log (kind='stft').
   max_frames: int = 1400       # Longer utterances keep their middle frames.
+  pad_mode: str = 'constant'   # Centred frames' edges: 'constant' (zeros, librosa
+                               # >= 0.10) or 'reflect' (librosa 0.6, the authors').
 
   def __post_init__(self):
     def check(ok, field, why):
       if not ok:
         raise ValueError(f'{field}={getattr(self, field)!r}: {why}')
     check(self.kind in ('mel', 'stft'), 'kind', "must be 'mel' or 'stft'")
+    check(self.pad_mode in ('constant', 'reflect'), 'pad_mode',
+          "must be 'constant' or 'reflect'")
     for field in ('sample_rate', 'n_fft', 'hop_length', 'n_mels', 'max_frames'):
       check(getattr(self, field) > 0, field, 'must be > 0')
     check(0 < self.win_length <= self.n_fft, 'win_length',
@@ -163,25 +167,44 @@ def _window(win_length: int) -> np.ndarray:
 
 
 def _segments(waveforms, lengths, starts, num_out: int, *, n_fft: int,
-              hop_length: int):
+              hop_length: int, pad_mode: str = 'constant'):
   """The samples each utterance's kept frames cover: `[batch, span]`.
 
   Zeroes everything beyond each length (padding never leaks in), pads
-  `n_fft // 2` zeros in front (librosa's centred frames) and keeps, from
-  each utterance's first kept frame (the crop), the `span` samples of its
-  `num_out` frames.
+  `n_fft // 2` samples in front (librosa's centred frames: zeros, or the
+  utterance reflected at its own ends for `pad_mode='reflect'`) and keeps,
+  from each utterance's first kept frame (the crop), the `span` samples of
+  its `num_out` frames.
   """
   batch, samples = waveforms.shape
-  signal = jnp.where(jnp.arange(samples)[None] < lengths[:, None], waveforms, 0.0)
   span = (num_out - 1) * hop_length + n_fft
   # Room for the latest start: that of an utterance filling the whole width.
   latest = max(int(num_frames(samples, hop_length)) - num_out, 0) // 2
   right = max(latest * hop_length + span - n_fft // 2 - samples, 0)
-  padded = jnp.pad(signal, ((0, 0), (n_fft // 2, right)))
+  if pad_mode == 'reflect':
+    padded = _reflect_padded(waveforms, lengths, n_fft // 2, samples + right)
+  else:
+    signal = jnp.where(jnp.arange(samples)[None] < lengths[:, None], waveforms, 0.0)
+    padded = jnp.pad(signal, ((0, 0), (n_fft // 2, right)))
   if latest == 0:  # No utterance is long enough to be cropped.
     return padded[:, :span]
   take = lambda row, s: jax.lax.dynamic_slice(row, (s * hop_length,), (span,))
   return jax.vmap(take)(padded, starts)
+
+
+def _reflect_padded(waveforms, lengths, left: int, width: int):
+  """Each row reflected at its own ends, as `np.pad(x, mode='reflect')`:
+  `[batch, left + width]`, sample `p` being the row's sample `p - left`.
+
+  Reflection repeats with period `2 * (n - 1)` for a row of `n` samples
+  (numpy's rule when the padding is longer than the row); a row of one
+  sample repeats it.
+  """
+  n = jnp.asarray(lengths, jnp.int32)[:, None]
+  period = jnp.maximum(2 * (n - 1), 1)
+  q = jnp.mod(jnp.arange(left + width)[None] - left, period)
+  q = jnp.where(q >= n, period - q, q)
+  return jnp.take_along_axis(waveforms, q, axis=1)
 
 
 def _chunk_power(segments, num_out: int, *, n_fft: int, hop_length: int,
@@ -247,7 +270,7 @@ def _spectrogram(waveforms, lengths, per_chunk, params: 'FeatureParams'):
   frame_lengths = jnp.minimum(total, max_frames).astype(jnp.int32)
 
   segments = _segments(waveforms, lengths, starts, num_out, n_fft=n_fft,
-                       hop_length=hop_length)
+                       hop_length=hop_length, pad_mode=params.pad_mode)
 
   def chunk_fn(args):
     segment, frame_length = args

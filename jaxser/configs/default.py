@@ -30,7 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Features: every `jaxser.features.FeatureParams` field, the paper's values
   # (kind mel|stft, sample_rate, n_fft, hop_length, win_length, n_mels, amin,
-  # top_db, stft_offset, max_frames; each documented there).
+  # top_db, stft_offset, max_frames, pad_mode; each documented there).
   config.features = ml_collections.ConfigDict(features.FeatureParams().to_dict())
 
   # Model (docs/method.md, Model): (filters, kernel, stride, pool) per conv layer.
