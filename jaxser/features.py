@@ -1,27 +1,14 @@
 """Spectrogram features as pure, batched, jit-compiled JAX functions.
 
-The recipe is the authors' librosa one (docs/method.md, Features):
-
-  S = |librosa.stft(y, n_fft=1024, hop_length=160, win_length=640,
-                    window='hamming', center=True)| ** 2
-  log-Mel  = librosa.power_to_db(librosa.filters.mel(sr=16000, n_fft=1024,
-                                                     n_mels=128) @ S)
-  log-STFT = librosa.power_to_db(S + 1e-8)
-
-computed here for a zero-padded batch `[batch, samples]` with per-utterance
-sample counts, so that padding never changes a valid value: frames are centred
-with zero padding exactly as librosa >= 0.10 does, and each utterance's 80 dB
-floor is relative to the maximum over its own valid frames.
-
-Utterances longer than `max_frames` (14 s) keep their middle `max_frames`
-frames (`start = (T - max_frames) // 2`, the authors' code). The crop is
-applied to the power spectrogram, before the dB floor, so the features of a
-long utterance are those of the 14 s the model sees (the paper: "we only
-extracted the middle 14s to calculate spectrogram").
-
-Every parameter lives in one place, `FeatureParams` (the paper's values are
-its defaults); the functions take it whole. Standardisation is in
-`jaxser.standardize`.
+The authors' librosa recipe (docs/method.md, Features): `S = |stft(y)|**2`
+(Hamming window, centred frames), log-Mel `power_to_db(mel @ S)`, log-STFT
+`power_to_db(S + 1e-8)`, for a padded batch `[batch, samples]` with
+per-utterance sample counts: padding never changes a valid value, and each
+utterance's 80 dB floor is relative to its own valid frames. Longer
+utterances keep their middle `max_frames` frames (`start = (T - max_frames)
+// 2`), cropped before the dB floor: the features of the 14 s the model sees.
+Every parameter lives in `FeatureParams` (the paper's values are its
+defaults); the functions take it whole. Standardisation: `jaxser.standardize`.
 """
 
 import concurrent.futures
@@ -152,12 +139,10 @@ def frame_mask(frame_lengths, max_len: int):
 # --------------------------------------------------------------------------
 # Power spectrogram.
 #
-# On the CPU the batch is processed a few utterances at a time inside one
-# `lax.map`, so that the frames and spectra of a chunk (a few MiB) stay in
-# cache and reuse one small scratch buffer. Computed for the whole batch at
-# once, they are hundreds of MiB that the allocator maps afresh on every call,
-# and the page faults of touching them cost about as much as the FFT itself
-# (docs/performance.md). GPUs and TPUs take the whole batch at once.
+# On the CPU a few utterances at a time inside one `lax.map`: the frames and
+# spectra of a chunk (a few MiB) stay in cache, where the whole batch's
+# hundreds of MiB, mapped afresh on every call, cost page faults worth the
+# FFT itself (docs/performance.md). GPUs and TPUs take the batch at once.
 
 _CHUNK_FRAMES = 2000  # Frames per chunk: 4 utterances of 4 s, 1 of 14 s.
 
