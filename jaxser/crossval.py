@@ -41,10 +41,20 @@ def define_flags():
   flags.DEFINE_list('folds', None, 'Folds to run (default: all).')
   flags.DEFINE_bool('start_over', False, 'Discard every (seed, fold) run '
                     'found in --workdir and train them all anew.')
+  flags.DEFINE_integer('split_seed', None, 'Deal the protocol\'s random subsets '
+                       'once, with this seed, for every seed (the authors\' '
+                       'repeats); default: dealt anew with each seed.')
 
 
-def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False) -> dict:
+def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False,
+        split_seed: int | None = None) -> dict:
   """Trains every (seed, fold) not yet finished; returns the summary dict.
+
+  Each seed initialises the model and orders the data; the protocol's random
+  subsets (the paper's 10-subset dealing, the random split) are dealt with
+  the same seed, or, with `split_seed`, once for every seed: the authors
+  repeated cross-validation over one division. The summary says which
+  (`'split_seed'`: None for dealt with each seed).
 
   A finished run (one with a results.json) is reused only when its recorded
   identity (`run_record.run_identity`) is this config's for that seed and
@@ -58,6 +68,7 @@ def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False) ->
   config_lib.validate(config)
   seeds = cli.indices(seeds, '--seeds')
   folds = None if folds is None else cli.indices(folds, '--folds')
+  workdir_lib.ensure_writable(workdir, 'the crossval workdir (--workdir)')
   # One feature cache for every seed and fold (`<workdir>/jaxser_cache`
   # unless the config names one); the corpus is read once.
   cache = config.cache_dir or os.path.join(workdir, 'jaxser_cache')
@@ -66,9 +77,11 @@ def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False) ->
   plan = []  # (seed, fold, config, workdir, finished result or None)
   for seed in seeds:
     fold_config = config.copy_and_resolve_references()
-    fold_config.seed = fold_config.split_seed = seed
+    fold_config.seed = seed
+    fold_config.split_seed = seed if split_seed is None else split_seed
     fold_config.cache_dir = cache
-    count = len(protocols.make_folds(config.protocol, utterances, labels, seed=seed))
+    count = len(protocols.make_folds(config.protocol, utterances, labels,
+                                     seed=fold_config.split_seed))
     for fold in (folds if folds is not None else range(count)):
       fold_config.fold = fold
       fold_dir = os.path.join(workdir, f'seed{seed}', f'fold{fold}')
@@ -86,6 +99,7 @@ def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False) ->
                     'wa': result['wa'], 'confusion': result['confusion'],
                     'classes': result['classes']})
   summary = report.fold_summary(results, results and results[0]['classes'])
+  summary['split_seed'] = split_seed
   fileio.write_json(os.path.join(workdir, 'summary.json'), summary)
   fileio.atomic_write(os.path.join(workdir, 'summary.md'), report.markdown_table(summary))
   return summary
@@ -116,9 +130,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  workdir_lib.ensure_writable(FLAGS.workdir, 'the crossval workdir (--workdir)')
+  split_seed = None if FLAGS.split_seed is None else cli.indices(
+      [FLAGS.split_seed], '--split_seed')[0]
   summary = run(FLAGS.config, FLAGS.workdir, FLAGS.seeds, FLAGS.folds,
-                start_over=FLAGS.start_over)
+                start_over=FLAGS.start_over, split_seed=split_seed)
   print(report.markdown_table(summary))
 
 

@@ -129,6 +129,10 @@ def markdown_table(summary: Mapping) -> str:
   lines += ['', f'± is the population standard deviation (ddof='
             f'{summary["std_ddof"]}) over the {summary["num_folds"]} runs '
             f'(every fold of every seed).']
+  if 'split_seed' in summary:  # crossval's: how the subsets were dealt
+    lines += ['', 'Subsets dealt anew with each seed.'
+              if summary['split_seed'] is None else
+              f'Subsets dealt once (split seed {summary["split_seed"]}) for every seed.']
   if len(summary['seeds']) > 1:
     lines += [''] + _table(('seed', 'mean UA %', 'mean WA %'),
                            [(s['seed'], pct(s['ua']), pct(s['wa']))
