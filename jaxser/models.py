@@ -39,7 +39,9 @@ from jaxser import ops
 __all__ = [
     'CRNN',
     'ConvSpec',
+    'KERNEL_INITS',
     'PAPER_CONVS',
+    'PerUnitPReLU',
     'min_frames',
     'output_length',
     'pad_to_min_frames',
@@ -192,6 +194,24 @@ def pad_to_min_frames(features: jax.Array, frame_lengths: jax.Array,
 # The model.
 # ----------------------------------------------------------------------------
 
+# The conv and dense kernels' initialisers by name: flax's default, and TF1's
+# (`tf.layers` and `tf.keras` layers default to Glorot-uniform).
+KERNEL_INITS = {'lecun_normal': nn.initializers.lecun_normal(),
+                'glorot_uniform': nn.initializers.glorot_uniform()}
+
+
+class PerUnitPReLU(nn.Module):
+  """Keras' `PReLU`: `max(0, x) + a * min(0, x)` with one slope `a` per unit
+  (the last axis), initialised at 0 (the authors' code); flax's `nn.PReLU`
+  has one slope for all units, initialised at 0.01."""
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    slope = self.param('negative_slope', nn.initializers.zeros, (x.shape[-1],),
+                       self.param_dtype)
+    return jnp.where(x >= 0, x, jnp.asarray(slope, x.dtype) * x)
+
 
 class CRNN(nn.Module):
   """CNN-BiGRU emotion classifier with an embedding for the centre loss.
@@ -209,8 +229,13 @@ class CRNN(nn.Module):
     gru_units: units of each GRU direction.
     embedding_dim: FC1 units, the size of the embedding `z`.
     share_gru_weights: use one GRU cell for both directions, as the authors'
-      TF1 code may have done by passing one cell object to both; two
-      independent GRUs by default.
+      TF1 code does (it passes one cell object to both); two independent
+      GRUs by default.
+    prelu: 'scalar' (flax's `nn.PReLU`: one slope, initialised at 0.01) or
+      'per_unit' (Keras' `PReLU`, the authors' code: one slope per unit,
+      initialised at 0).
+    kernel_init: the conv and dense kernels' initialiser: 'lecun_normal'
+      (flax's default) or 'glorot_uniform' (TF1's, the authors' code).
     dtype: computation dtype.
     param_dtype: parameter dtype.
   """
@@ -219,6 +244,8 @@ class CRNN(nn.Module):
   gru_units: int = 128
   embedding_dim: int = 64
   share_gru_weights: bool = False
+  prelu: str = 'scalar'
+  kernel_init: str = 'lecun_normal'
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -245,10 +272,15 @@ class CRNN(nn.Module):
     self.sow('intermediates', 'gru_inputs', x)
     h = self._bigru(x, lengths)  # [B, 2 * gru_units]
     z = nn.Dense(self.embedding_dim, dtype=self.dtype,
-                 param_dtype=self.param_dtype, name='fc1')(h)
-    z = nn.PReLU(param_dtype=self.param_dtype, name='prelu')(z)
+                 kernel_init=self._kernel_init(), param_dtype=self.param_dtype,
+                 name='fc1')(h)
+    if self.prelu == 'per_unit':
+      z = PerUnitPReLU(param_dtype=self.param_dtype, name='prelu')(z)
+    else:
+      z = nn.PReLU(param_dtype=self.param_dtype, name='prelu')(z)
     logits = nn.Dense(self.num_classes, dtype=self.dtype,
-                      param_dtype=self.param_dtype, name='fc2')(z)
+                      kernel_init=self._kernel_init(), param_dtype=self.param_dtype,
+                      name='fc2')(z)
     chex.assert_shape(logits, (batch, self.num_classes))
     chex.assert_shape(z, (batch, self.embedding_dim))
     return logits, z
@@ -261,6 +293,7 @@ class CRNN(nn.Module):
     for i, spec in enumerate(self.convs):
       x = nn.Conv(spec.features, (spec.kernel, spec.kernel),
                   strides=spec.stride, padding='VALID', dtype=self.dtype,
+                  kernel_init=self._kernel_init(),
                   param_dtype=self.param_dtype, name=f'conv{i + 1}')(x)
       lengths = valid_length(lengths, spec.kernel, spec.stride)
       x = ops.masked_relu(x, lengths)
@@ -268,6 +301,12 @@ class CRNN(nn.Module):
         x = ops.max_pool(x, spec.pool)
         lengths = valid_length(lengths, spec.pool, spec.pool)
     return x
+
+  def _kernel_init(self):
+    if self.kernel_init not in KERNEL_INITS:
+      raise ValueError(f'CRNN.kernel_init={self.kernel_init!r}: one of '
+                       f'{", ".join(KERNEL_INITS)}')
+    return KERNEL_INITS[self.kernel_init]
 
   def _bigru(self, x: jax.Array, lengths: jax.Array) -> jax.Array:
     """[forward at the last valid step, backward at step 0], `[B, 2H]`."""

@@ -276,3 +276,35 @@ def test_gru_parameters_are_flax_gru_cells(share):
   crnn = _variables('tiny_shared' if share else 'tiny')['params']
   for name in names:
     chex.assert_trees_all_equal(crnn[name], params[name])
+
+
+def test_per_unit_prelu_is_keras_prelu_from_zero():
+  model = models.CRNN(**TINY, prelu='per_unit')
+  variables = _init(model, 40, 12)
+  slope = variables['params']['prelu']['negative_slope']
+  assert slope.shape == (TINY['embedding_dim'],) and np.all(np.asarray(slope) == 0)
+  x = jnp.array([[-2.0, -0.5, 0.0, 1.5, 3.0]])
+  prelu = models.PerUnitPReLU()
+  a = jnp.array([0.0, 0.1, 0.2, 0.3, 0.4])
+  np.testing.assert_allclose(prelu.apply({'params': {'negative_slope': a}}, x),
+                             [[0.0, -0.05, 0.0, 1.5, 3.0]], rtol=1e-6)
+  # With zero slopes the embedding is the ReLU of FC1's output.
+  features = jax.random.normal(jax.random.key(2), (2, 40, 12))
+  _, z = model.apply(variables, features, jnp.array([40, 30]))
+  assert np.all(np.asarray(z) >= 0)
+
+
+def test_glorot_uniform_kernels_are_tf1s():
+  model = models.CRNN(**TINY, kernel_init='glorot_uniform')
+  params = _init(model, 40, 12)['params']
+  kernel = np.asarray(params['conv1']['kernel'])  # [3, 3, 1, 4]
+  fan_in, fan_out = 3 * 3 * 1, 3 * 3 * 4
+  limit = np.sqrt(6.0 / (fan_in + fan_out))
+  assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.5 * limit
+  dense = np.asarray(params['fc2']['kernel'])  # [5, 3]
+  assert np.abs(dense).max() <= np.sqrt(6.0 / (5 + 3))
+  # The default is flax's (LeCun normal): another draw.
+  default = np.asarray(_init(models.CRNN(**TINY), 40, 12)['params']['conv1']['kernel'])
+  assert not np.allclose(default, kernel)
+  with pytest.raises(ValueError, match="kernel_init='he'"):
+    _init(models.CRNN(**TINY, kernel_init='he'), 40, 12)
