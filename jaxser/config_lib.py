@@ -46,7 +46,8 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> models.
                      gru_units=config.model.gru_units,
                      embedding_dim=config.model.embedding_dim,
                      share_gru_weights=config.model.share_gru_weights,
-                     prelu=config.model.prelu, kernel_init=config.model.kernel_init)
+                     gru_cell=config.model.gru_cell, prelu=config.model.prelu,
+                     kernel_init=config.model.kernel_init)
 
 
 def step_options(config: ml_collections.ConfigDict) -> dict:
@@ -100,6 +101,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f'the largest bucket must hold config.features.max_frames='
         f'{config.features.max_frames} frames')
   check(len(config.model.convs) > 0, 'model.convs', 'needs at least one layer')
+  check(config.model.gru_cell in ('flax', 'tf1'), 'model.gru_cell',
+        "must be 'flax' or 'tf1'")
   check(config.model.prelu in ('scalar', 'per_unit'), 'model.prelu',
         "must be 'scalar' or 'per_unit'")
   check(config.model.kernel_init in models.KERNEL_INITS, 'model.kernel_init',

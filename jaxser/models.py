@@ -231,6 +231,9 @@ class CRNN(nn.Module):
     share_gru_weights: use one GRU cell for both directions, as the authors'
       TF1 code does (it passes one cell object to both); two independent
       GRUs by default.
+    gru_cell: 'flax' (flax's `nn.GRUCell`: the reset gate applied to the
+      recurrent projection) or 'tf1' (TF1's `GRUCell`, the authors' code:
+      applied to the state before it, gate bias 1, Glorot kernels).
     prelu: 'scalar' (flax's `nn.PReLU`: one slope, initialised at 0.01) or
       'per_unit' (Keras' `PReLU`, the authors' code: one slope per unit,
       initialised at 0).
@@ -244,6 +247,7 @@ class CRNN(nn.Module):
   gru_units: int = 128
   embedding_dim: int = 64
   share_gru_weights: bool = False
+  gru_cell: str = 'flax'
   prelu: str = 'scalar'
   kernel_init: str = 'lecun_normal'
   dtype: Any = jnp.float32
@@ -312,13 +316,15 @@ class CRNN(nn.Module):
     """[forward at the last valid step, backward at step 0], `[B, 2H]`."""
     # The parameters sit where flax's `nn.GRUCell` puts them (`gru_fw/ir`,
     # ...), so checkpoints and the readout test see flax's GRU.
+    if self.gru_cell not in ('flax', 'tf1'):
+      raise ValueError(f"CRNN.gru_cell={self.gru_cell!r}: 'flax' or 'tf1'")
+    params = ops.TF1GRUParams if self.gru_cell == 'tf1' else ops.GRUParams
     if self.share_gru_weights:
-      forward = backward = ops.GRUParams(self.gru_units, self.param_dtype,
-                                         name='gru')
+      forward = backward = params(self.gru_units, self.param_dtype, name='gru')
     else:
-      forward = ops.GRUParams(self.gru_units, self.param_dtype, name='gru_fw')
-      backward = ops.GRUParams(self.gru_units, self.param_dtype, name='gru_bw')
+      forward = params(self.gru_units, self.param_dtype, name='gru_fw')
+      backward = params(self.gru_units, self.param_dtype, name='gru_bw')
     fw, bw = forward(x.shape[-1]), backward(x.shape[-1])
     x, *weights = nn.dtypes.promote_dtype(x, *fw, *bw, dtype=self.dtype)
     fw, bw = ops.GRUWeights(*weights[:4]), ops.GRUWeights(*weights[4:])
-    return ops.bigru(x, lengths, fw, bw)
+    return ops.bigru(x, lengths, fw, bw, reset_before=self.gru_cell == 'tf1')

@@ -34,6 +34,7 @@ import numpy as np
 
 __all__ = [
     'GRUParams',
+    'TF1GRUParams',
     'apply_filterbank',
     'GRUWeights',
     'bigru',
@@ -251,8 +252,41 @@ class GRUParams(nn.Module):
     return gru_weights(cell)
 
 
+class TF1GRUParams(nn.Module):
+  """The parameters of TF1's `tf.nn.rnn_cell.GRUCell` (the authors' code).
+
+  TF1 keeps a gates kernel `[D + H, 2H]` (reset, update) and a candidate
+  kernel `[D + H, H]`, each over the concatenated `[x, h]` and
+  Glorot-uniform over that shape, the gate bias at 1.0 and the candidate
+  bias at 0. Returned as `GRUWeights` (rows `:D` input, `D:` recurrent;
+  `b_hn` zero, unused) for `bigru(..., reset_before=True)`.
+
+  Attributes:
+    units: the hidden size `H`.
+    param_dtype: parameter dtype.
+  """
+  units: int
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, inputs: int) -> GRUWeights:
+    size, h = inputs + self.units, self.units
+    glorot = nn.initializers.glorot_uniform()
+    gates = self.param('gates_kernel', glorot, (size, 2 * h), self.param_dtype)
+    gates_bias = self.param('gates_bias', nn.initializers.ones, (2 * h,),
+                            self.param_dtype)
+    cand = self.param('candidate_kernel', glorot, (size, h), self.param_dtype)
+    cand_bias = self.param('candidate_bias', nn.initializers.zeros, (h,),
+                           self.param_dtype)
+    return GRUWeights(
+        w_i=jnp.concatenate([gates[:inputs], cand[:inputs]], axis=1),
+        b_i=jnp.concatenate([gates_bias, cand_bias]),
+        w_h=jnp.concatenate([gates[inputs:], cand[inputs:]], axis=1),
+        b_hn=jnp.zeros((h,), self.param_dtype))
+
+
 def bigru(x: jax.Array, lengths: jax.Array, fw: GRUWeights,
-          bw: GRUWeights) -> jax.Array:
+          bw: GRUWeights, *, reset_before: bool = False) -> jax.Array:
   """Bidirectional GRU readout, `[B, T, D] -> [B, 2H]`.
 
   Reference: flax's `nn.RNN(nn.GRUCell)` run forward and with
@@ -275,6 +309,11 @@ def bigru(x: jax.Array, lengths: jax.Array, fw: GRUWeights,
     lengths: `[B]` int, the valid steps of each sequence (at least 1).
     fw: the forward direction's weights.
     bw: the backward direction's weights.
+    reset_before: TF1's `GRUCell` instead (`TF1GRUParams`): the reset gate
+      multiplies the state before the candidate's matmul, `n = tanh(x W_in +
+      b_in + (r * h) W_hn)`, with no `b_hn`; checked against a NumPy
+      transcription of TF1's equations by
+      `tests/ops_test.py::test_bigru_reset_before_equals_tf1_equations`.
 
   Returns:
     `[B, 2H]`: the forward state at the last valid step, then the backward
@@ -292,10 +331,17 @@ def bigru(x: jax.Array, lengths: jax.Array, fw: GRUWeights,
 
   def step(h, inputs):  # h: [2, B, H]
     k, xk = inputs
-    hh = jnp.einsum('dbh,dhk->dbk', h, w_h)  # [2, B, 3H]
+    if reset_before:  # the candidate's recurrent matmul waits for r
+      hh = jnp.einsum('dbh,dhk->dbk', h, w_h[..., :2 * units])  # [2, B, 2H]
+    else:
+      hh = jnp.einsum('dbh,dhk->dbk', h, w_h)  # [2, B, 3H]
     r = jax.nn.sigmoid(xk[..., :units] + hh[..., :units])
     z = jax.nn.sigmoid(xk[..., units:2 * units] + hh[..., units:2 * units])
-    n = jnp.tanh(xk[..., 2 * units:] + r * (hh[..., 2 * units:] + b_hn))
+    if reset_before:
+      n = jnp.tanh(xk[..., 2 * units:]
+                   + jnp.einsum('dbh,dhk->dbk', r * h, w_h[..., 2 * units:]))
+    else:
+      n = jnp.tanh(xk[..., 2 * units:] + r * (hh[..., 2 * units:] + b_hn))
     new = (1.0 - z) * n + z * h
     at = jnp.stack([k, steps - 1 - k])  # the time step of each direction
     valid = at[:, None, None] < lengths[None, :, None]  # [2, B, 1]

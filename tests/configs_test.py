@@ -5,10 +5,10 @@ import json
 import pytest
 
 from jaxser import config_lib
-from jaxser.configs import default, demo, softmax_only, stft, tiny
+from jaxser.configs import as_run, default, demo, softmax_only, stft, tiny
 
 
-@pytest.mark.parametrize('module', [default, demo, softmax_only, stft, tiny])
+@pytest.mark.parametrize('module', [as_run, default, demo, softmax_only, stft, tiny])
 def test_every_config_is_valid(module, tmp_path):
   config = module.get_config()
   if config.corpus != 'demo':  # the paper's configs need the corpus' folder
@@ -33,3 +33,13 @@ def test_the_quick_demo_changes_only_its_fields():
 def test_the_features_of_a_config_are_every_feature_parameter():
   from jaxser import features  # pylint: disable=g-import-not-at-top
   assert dict(default.get_config().features) == features.FeatureParams().to_dict()
+
+
+def test_as_run_differs_from_as_written_only_in_the_authors_choices():
+  written, run = default.get_config(), as_run.get_config()
+  changed = {k for k, v in json.loads(run.to_json_best_effort()).items()
+             if json.loads(written.to_json_best_effort())[k] != v}
+  assert changed == {'model', 'center_update', 'features'}
+  assert run.features.pad_mode == 'reflect' and run.model.gru_cell == 'tf1'
+  assert as_run.get_config('stft').features.kind == 'stft'
+  assert as_run.get_config('stft').num_train_steps == stft.get_config().num_train_steps

@@ -308,3 +308,27 @@ def test_glorot_uniform_kernels_are_tf1s():
   assert not np.allclose(default, kernel)
   with pytest.raises(ValueError, match="kernel_init='he'"):
     _init(models.CRNN(**TINY, kernel_init='he'), 40, 12)
+
+
+def test_the_authors_as_run_model_is_padding_invariant():
+  # TF1's GRU cell shared by both directions, Keras' PReLU, Glorot kernels:
+  # the model of the authors' code keeps padding out as the default does.
+  model = models.CRNN(**TINY, gru_cell='tf1', share_gru_weights=True,
+                      prelu='per_unit', kernel_init='glorot_uniform')
+  variables = _init(model, 40, 12)
+  params = variables['params']
+  assert set(params['gru']) == {'gates_kernel', 'gates_bias', 'candidate_kernel',
+                                'candidate_bias'} and 'gru_fw' not in params
+  rng = np.random.default_rng(9)
+  lengths = np.array([56, 41, 20], np.int32)
+  batch = rng.normal(size=(3, 56, 12)).astype(np.float32) * 3
+  apply = jax.jit(model.apply)
+  logits_b, z_b = apply(variables, batch, lengths)
+  for i in (1, 2):
+    n = lengths[i]
+    logits_1, z_1 = apply(variables, batch[i:i + 1, :n], lengths[i:i + 1])
+    np.testing.assert_allclose(logits_b[i], logits_1[0], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(z_b[i], z_1[0], rtol=0, atol=1e-5)
+  assert np.abs(np.asarray(logits_b[0] - logits_b[1])).max() > 1e-4
+  with pytest.raises(ValueError, match="gru_cell='keras'"):
+    _init(models.CRNN(**TINY, gru_cell='keras'), 40, 12)

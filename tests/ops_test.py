@@ -114,3 +114,49 @@ def test_bigru_equals_flax_rnn(share):
   chex.assert_trees_all_close(
       OpsBiGRU(share).apply({'params': params}, x, lengths),
       theirs(params, x), rtol=0, atol=1e-5)
+
+
+def _tf1_gru_numpy(x, length, gates, gates_bias, cand, cand_bias, reverse):
+  """TF1's GRUCell over the valid steps, as TF1 writes it (float64 NumPy)."""
+  sigmoid = lambda v: 1.0 / (1.0 + np.exp(-v))
+  h = np.zeros(gates.shape[1] // 2)
+  order = range(length - 1, -1, -1) if reverse else range(length)
+  for t in order:
+    value = sigmoid(np.concatenate([x[t], h]) @ gates + gates_bias)
+    r, u = np.split(value, 2)
+    c = np.tanh(np.concatenate([x[t], r * h]) @ cand + cand_bias)
+    h = u * h + (1.0 - u) * c
+  return h
+
+
+@pytest.mark.parametrize('share', [False, True])
+def test_bigru_reset_before_equals_tf1_equations(share):
+  steps, width = 7, 5
+  names = ('gru', 'gru') if share else ('gru_fw', 'gru_bw')
+  x = jax.random.normal(jax.random.key(3), (3, steps, width))
+  lengths = jnp.array([steps, 4, 1])
+
+  class TF1BiGRU(nn.Module):
+    @nn.compact
+    def __call__(self, x, lengths):
+      fw = ops.TF1GRUParams(UNITS, name=names[0])
+      bw = fw if share else ops.TF1GRUParams(UNITS, name=names[1])
+      return ops.bigru(x, lengths, fw(x.shape[-1]), bw(x.shape[-1]),
+                       reset_before=True)
+
+  variables = TF1BiGRU().init(jax.random.key(0), x, lengths)
+  params = variables['params']
+  assert len(params) == (1 if share else 2)  # one cell's parameters shared
+  cell = params[names[0]]
+  assert cell['gates_kernel'].shape == (width + UNITS, 2 * UNITS)
+  np.testing.assert_array_equal(cell['gates_bias'], 1.0)  # TF1's gate bias
+  out = np.asarray(TF1BiGRU().apply(variables, x, lengths))
+  for b in range(3):
+    for direction, name in enumerate(names):
+      p = {k: np.asarray(v, np.float64) for k, v in params[name].items()}
+      want = _tf1_gru_numpy(np.asarray(x[b], np.float64), int(lengths[b]),
+                            p['gates_kernel'], p['gates_bias'],
+                            p['candidate_kernel'], p['candidate_bias'],
+                            reverse=direction == 1)
+      got = out[b, direction * UNITS:(direction + 1) * UNITS]
+      np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)

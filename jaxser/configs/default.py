@@ -39,6 +39,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.gru_units = 128  # Units of each GRU direction.
   config.model.embedding_dim = 64  # FC1 units: the centre-loss feature z.
   config.model.share_gru_weights = False  # One cell for both directions (TF1 code).
+  config.model.gru_cell = 'flax'  # flax (reset after the matmul) | tf1 (TF1 code).
   config.model.prelu = 'scalar'  # scalar (flax, from 0.01) | per_unit (Keras, from 0: TF1 code).
   config.model.kernel_init = 'lecun_normal'  # lecun_normal (flax) | glorot_uniform (TF1 code).
 
