@@ -255,11 +255,9 @@ class GRUParams(nn.Module):
 class TF1GRUParams(nn.Module):
   """The parameters of TF1's `tf.nn.rnn_cell.GRUCell` (the authors' code).
 
-  TF1 keeps a gates kernel `[D + H, 2H]` (reset, update) and a candidate
-  kernel `[D + H, H]`, each over the concatenated `[x, h]` and
-  Glorot-uniform over that shape, the gate bias at 1.0 and the candidate
-  bias at 0. Returned as `GRUWeights` (rows `:D` input, `D:` recurrent;
-  `b_hn` zero, unused) for `bigru(..., reset_before=True)`.
+  A gates kernel `[D + H, 2H]` (reset, update) and a candidate kernel
+  `[D + H, H]` over `[x, h]`, Glorot-uniform; gate bias 1, candidate bias 0.
+  As `GRUWeights` (`b_hn` zero, unused) for `bigru(..., reset_before=True)`.
 
   Attributes:
     units: the hidden size `H`.
@@ -283,6 +281,24 @@ class TF1GRUParams(nn.Module):
         b_i=jnp.concatenate([gates_bias, cand_bias]),
         w_h=jnp.concatenate([gates[inputs:], cand[inputs:]], axis=1),
         b_hn=jnp.zeros((h,), self.param_dtype))
+
+
+def _gru_update(h, xk, w_h, b_hn, reset_before: bool):
+  """One GRU step of both directions: `h [2, B, H]`, `xk [2, B, 3H]` (the
+  input projections), gates in the order (r, z, n)."""
+  units = h.shape[-1]
+  if reset_before:  # the candidate's recurrent matmul waits for r
+    hh = jnp.einsum('dbh,dhk->dbk', h, w_h[..., :2 * units])  # [2, B, 2H]
+  else:
+    hh = jnp.einsum('dbh,dhk->dbk', h, w_h)  # [2, B, 3H]
+  r = jax.nn.sigmoid(xk[..., :units] + hh[..., :units])
+  z = jax.nn.sigmoid(xk[..., units:2 * units] + hh[..., units:2 * units])
+  if reset_before:
+    n = jnp.tanh(xk[..., 2 * units:]
+                 + jnp.einsum('dbh,dhk->dbk', r * h, w_h[..., 2 * units:]))
+  else:
+    n = jnp.tanh(xk[..., 2 * units:] + r * (hh[..., 2 * units:] + b_hn))
+  return (1.0 - z) * n + z * h
 
 
 def bigru(x: jax.Array, lengths: jax.Array, fw: GRUWeights,
@@ -331,18 +347,7 @@ def bigru(x: jax.Array, lengths: jax.Array, fw: GRUWeights,
 
   def step(h, inputs):  # h: [2, B, H]
     k, xk = inputs
-    if reset_before:  # the candidate's recurrent matmul waits for r
-      hh = jnp.einsum('dbh,dhk->dbk', h, w_h[..., :2 * units])  # [2, B, 2H]
-    else:
-      hh = jnp.einsum('dbh,dhk->dbk', h, w_h)  # [2, B, 3H]
-    r = jax.nn.sigmoid(xk[..., :units] + hh[..., :units])
-    z = jax.nn.sigmoid(xk[..., units:2 * units] + hh[..., units:2 * units])
-    if reset_before:
-      n = jnp.tanh(xk[..., 2 * units:]
-                   + jnp.einsum('dbh,dhk->dbk', r * h, w_h[..., 2 * units:]))
-    else:
-      n = jnp.tanh(xk[..., 2 * units:] + r * (hh[..., 2 * units:] + b_hn))
-    new = (1.0 - z) * n + z * h
+    new = _gru_update(h, xk, w_h, b_hn, reset_before)
     at = jnp.stack([k, steps - 1 - k])  # the time step of each direction
     valid = at[:, None, None] < lengths[None, :, None]  # [2, B, 1]
     return jnp.where(valid, new, h), None
