@@ -128,7 +128,8 @@ def _compared(config: ml_collections.ConfigDict) -> dict:
 
 
 def run_variant(config: ml_collections.ConfigDict, workdir: str, variant: Variant,
-                seeds: Sequence[int], folds: Sequence[int] | None) -> dict:
+                seeds: Sequence[int], folds: Sequence[int] | None, *,
+                corpus_content: str) -> dict:
   """Trains a variant's unfinished runs (or finds them all done).
 
   Args:
@@ -137,12 +138,13 @@ def run_variant(config: ml_collections.ConfigDict, workdir: str, variant: Varian
     variant: what to run.
     seeds: the seeds, as ints.
     folds: the folds, as ints; None for all of the protocol's.
+    corpus_content: the corpus' fingerprint, as `run_study` computes it.
 
   Returns:
     The crossval summary (`report.fold_summary`) of the variant.
 
   Raises:
-    JaxserError: the run folder was trained with another config.
+    JaxserError: the run folder was trained with another config or corpus.
   """
   run_dir = os.path.join(workdir, RUNS, variant.key)
   config = variant_config(config, variant)
@@ -151,9 +153,6 @@ def run_variant(config: ml_collections.ConfigDict, workdir: str, variant: Varian
   wanted = {'seeds': list(seeds), 'folds': None if folds is None else list(folds)}
   # With the seeds and folds, the config and the corpus' content are the
   # identity of every run in the folder (crossval checks each run's own).
-  utterances, _, _ = prepare_lib.load_corpus(config)
-  content = fingerprint.corpus_fingerprint(
-      utterances, config.cache_dir or config_lib.cache_dir(config, workdir))
   if record is not None:
     if record['config'] != _compared(config):
       diffs = sorted(k for k in set(record['config']) | set(_compared(config))
@@ -161,7 +160,7 @@ def run_variant(config: ml_collections.ConfigDict, workdir: str, variant: Varian
       raise JaxserError(
           f'{run_dir} was trained with another config (differs in '
           f'{", ".join(diffs)}); use another --workdir for this ablation')
-    if record.get('corpus_content') != content:
+    if record.get('corpus_content') != corpus_content:
       raise JaxserError(
           f"{run_dir} was trained on another corpus (the corpus' utterances or "
           'audio changed); use another --workdir for this ablation')
@@ -171,11 +170,11 @@ def run_variant(config: ml_collections.ConfigDict, workdir: str, variant: Varian
       return summary
   os.makedirs(run_dir, exist_ok=True)
   fileio.write_json(record_path, {'config': _compared(config),
-                                  'corpus_content': content, 'finished': None})
+                                  'corpus_content': corpus_content, 'finished': None})
   summary = crossval.run(config, run_dir, [int(s) for s in seeds],
                          None if folds is None else [int(k) for k in folds])
   fileio.write_json(record_path, {'config': _compared(config),
-                                  'corpus_content': content, 'finished': wanted})
+                                  'corpus_content': corpus_content, 'finished': wanted})
   return summary
 
 
@@ -292,6 +291,8 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, study: Study,
   config = config.copy_and_resolve_references()
   if not config.cache_dir:  # one feature cache for all the runs
     config.cache_dir = config_lib.cache_dir(config, workdir)
+  utterances, _, _ = prepare_lib.load_corpus(config)  # what every variant reads
+  content = fingerprint.corpus_fingerprint(utterances, config.cache_dir)
   study_dir = os.path.join(workdir, study.name)
   os.makedirs(study_dir, exist_ok=True)
   names = [v.name for v in study.variants]
@@ -302,7 +303,8 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, study: Study,
     logging.info('study %s, variant %d of %d: %s (%s)', study.name, number,
                  len(study.variants), variant.name, variant.key)
     start = time.perf_counter()
-    summary = run_variant(config, workdir, variant, seeds, folds)
+    summary = run_variant(config, workdir, variant, seeds, folds,
+                          corpus_content=content)
     _link(study_dir, variant)
     dirs = fold_dirs(os.path.join(workdir, RUNS, variant.key), seeds, folds)
     # The first run's training embeddings too: its PCA figure needs them.

@@ -24,6 +24,7 @@ from jaxser import config_lib
 from jaxser import prepare
 from jaxser import run_record
 from jaxser import workdir as workdir_lib
+from jaxser.data import fingerprint
 from jaxser import fileio
 from jaxser import protocols
 from jaxser import report
@@ -74,6 +75,7 @@ def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False,
   cache = config.cache_dir or os.path.join(workdir, 'jaxser_cache')
   workdir_lib.ensure_writable(cache, 'the feature cache (config.cache_dir)')
   utterances, labels, _ = prepare.load_corpus(config)
+  content = fingerprint.corpus_fingerprint(utterances, cache)
   plan = []  # (seed, fold, config, workdir, finished result or None)
   for seed in seeds:
     fold_config = config.copy_and_resolve_references()
@@ -85,7 +87,7 @@ def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False,
     for fold in (folds if folds is not None else range(count)):
       fold_config.fold = fold
       fold_dir = os.path.join(workdir, f'seed{seed}', f'fold{fold}')
-      identity = run_record.run_identity(fold_config, utterances, cache)
+      identity = run_record.run_identity(fold_config, content)
       done = None if start_over else _finished(fold_dir, identity)
       plan.append((seed, fold, fold_config.copy_and_resolve_references(), fold_dir, done))
   results = []

@@ -22,6 +22,7 @@ from jaxser import protocols
 from jaxser import run_record
 from jaxser import standardize
 from jaxser.data import cache as cache_lib
+from jaxser.data import fingerprint
 from jaxser.errors import ConfigError
 
 __all__ = ['RunData', 'load_corpus', 'prepare']
@@ -62,7 +63,8 @@ def _prepare(config: ml_collections.ConfigDict, workdir: str) -> RunData:
   _check_classes_present(config, label_map, labels)
   params = config_lib.feature_params(config)
   cache_folder = config_lib.cache_dir(config, workdir)
-  identity = run_record.run_identity(config, utterances, cache_folder)
+  identity = run_record.run_identity(
+      config, fingerprint.corpus_fingerprint(utterances, cache_folder))
   feats = cache_lib.FeatureCache.build(utterances, params, cache_folder,
                                        strict=config.strict_data)
   # Items of the cache are the utterances whose audio decoded (the others

@@ -20,7 +20,6 @@ import numpy as np
 
 from jaxser import features as features_lib
 from jaxser import standardize
-from jaxser.data import fingerprint
 from jaxser.errors import CheckpointError
 from jaxser.errors import IdentityError
 
@@ -95,8 +94,7 @@ NOT_IDENTITY = ('log_every_steps', 'checkpoint_every_steps', 'plots', 'cache_dir
                 'corpus_root')  # the corpus' content is compared instead
 
 
-def run_identity(config: ml_collections.ConfigDict, utterances,
-                 cache_folder: str) -> dict:
+def run_identity(config: ml_collections.ConfigDict, corpus_content: str) -> dict:
   """Everything that decides what a run's checkpoints and results mean.
 
   The config's fields that can change a result (data, split, fold, seeds,
@@ -106,12 +104,12 @@ def run_identity(config: ml_collections.ConfigDict, utterances,
 
   Args:
     config: the run's config.
-    utterances: the corpus as `load_corpus` returns it.
-    cache_folder: the feature cache folder (it memoises content hashes).
+    corpus_content: `fingerprint.corpus_fingerprint` of the corpus as
+      `load_corpus` returns it (computed once by callers with many runs).
   """
   values = json.loads(config.to_json_best_effort())
   identity = {k: v for k, v in values.items() if k not in NOT_IDENTITY}
-  identity['corpus_content'] = fingerprint.corpus_fingerprint(utterances, cache_folder)
+  identity['corpus_content'] = corpus_content
   return identity
 
 
