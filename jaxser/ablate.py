@@ -10,7 +10,9 @@ what the paper measured. Every variant is a cross-validation run of
 writes the tables and `jaxser.plots` the figures.
 
 A variant changes only `features.kind`, `center_loss_weight` (lambda) and
-`center_alpha` (alpha) of the config; everything else is the config's.
+`center_alpha` (alpha) of the config and, for the `reading` study's "as run"
+variants, the fields of `jaxser/configs/as_run.py`'s `AS_RUN`; everything
+else is the config's.
 
 Layout of `--workdir`:
 
@@ -60,6 +62,7 @@ from jaxser import prepare as prepare_lib
 from jaxser import report
 from jaxser import run_record
 from jaxser import workdir as workdir_lib
+from jaxser.configs import as_run
 from jaxser.data import fingerprint
 from jaxser.errors import ConfigError
 from jaxser.errors import JaxserError
@@ -79,7 +82,7 @@ def define_flags():
   flags.DEFINE_list('folds', None,
                     "Folds (default all of the protocol's; with --quick 0).")
   flags.DEFINE_list('study', ['settings', 'lambda', 'alpha'],
-                    'Studies to run: settings, lambda, alpha.')
+                    'Studies to run: settings, lambda, alpha, reading.')
   flags.DEFINE_bool('quick', False, 'One seed and one fold by default (with '
                     '--config=jaxser/configs/demo.py:quick: the CPU size).')
 
@@ -103,8 +106,10 @@ _NOT_COMPARED = run_record.NOT_IDENTITY + ('seed', 'split_seed', 'fold')
 
 def variant_config(config: ml_collections.ConfigDict,
                    variant: Variant) -> ml_collections.ConfigDict:
-  """`config` with the variant's input features, lambda and alpha."""
+  """`config` with the variant's input features, lambda, alpha and reading."""
   config = config.copy_and_resolve_references()
+  if variant.reading == 'run':
+    config_lib.set_fields(config, as_run.AS_RUN)
   config.features.kind = variant.kind
   config.center_loss_weight = float(variant.lam)
   config.center_alpha = float(variant.alpha)

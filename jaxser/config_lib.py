@@ -16,8 +16,8 @@ from jaxser import models
 from jaxser import protocols
 from jaxser.errors import ConfigError
 
-__all__ = ['cache_dir', 'convs', 'create_model', 'feature_params', 'step_options',
-           'validate']
+__all__ = ['cache_dir', 'convs', 'create_model', 'feature_params',
+           'protocol_options', 'set_fields', 'step_options', 'validate']
 
 
 def feature_params(config: ml_collections.ConfigDict) -> features_lib.FeatureParams:
@@ -63,6 +63,24 @@ def cache_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
   return os.path.join(os.path.dirname(os.path.abspath(workdir)), 'jaxser_cache')
 
 
+def set_fields(config: ml_collections.ConfigDict, fields: dict) -> None:
+  """Sets `config`'s fields in place from `{'dotted.name': value}`."""
+  for dotted, value in fields.items():
+    *parents, name = dotted.split('.')
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[name] = value
+
+
+def protocol_options(config: ml_collections.ConfigDict) -> dict:
+  """The keywords `protocols.make_folds` takes for the config's protocol."""
+  if config.protocol == 'loso':
+    # Runs recorded before the field existed ran one order.
+    return {'orders': config.get('loso_orders', 'one')}
+  return {}
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Rejects impossible values before any work, naming the field.
 
@@ -81,6 +99,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check(config.protocol in protocols.PROTOCOLS, 'protocol',
         f'unknown protocol (known: {", ".join(protocols.PROTOCOLS)})')
   check(config.fold >= 0, 'fold', 'must be >= 0')
+  check(config.loso_orders in protocols.LOSO_ORDERS, 'loso_orders',
+        f'must be one of {", ".join(protocols.LOSO_ORDERS)}')
   for field in ('seed', 'split_seed', 'demo_seed'):
     check(isinstance(config[field], int) and 0 <= config[field] < 2 ** 32, field,
           'must be an integer in [0, 2**32)')
@@ -95,6 +115,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 'eval_every_steps', 'log_every_steps', 'checkpoint_every_steps'):
     check(config[field] > 0, field, 'must be > 0')
   check(config.eval_start_step >= 0, 'eval_start_step', 'must be >= 0')
+  check(config.eval_cadence in ('jaxser', 'code'), 'eval_cadence',
+        "must be 'jaxser' or 'code'")
   check(len(config.buckets) > 0 and min(config.buckets) > 0, 'buckets',
         'must be positive frame lengths')
   check(max(config.buckets) >= config.features.max_frames, 'buckets',

@@ -83,7 +83,8 @@ def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False,
     fold_config.split_seed = seed if split_seed is None else split_seed
     fold_config.cache_dir = cache
     count = len(protocols.make_folds(config.protocol, utterances, labels,
-                                     seed=fold_config.split_seed))
+                                     seed=fold_config.split_seed,
+                                     **config_lib.protocol_options(config)))
     for fold in (folds if folds is not None else range(count)):
       fold_config.fold = fold
       fold_dir = os.path.join(workdir, f'seed{seed}', f'fold{fold}')

@@ -72,7 +72,8 @@ def _prepare(config: ml_collections.ConfigDict, workdir: str) -> RunData:
   utterances = feats.utterances
   labels = label_map.indices(utterances)
   folds = protocols.make_folds(config.protocol, utterances, labels,
-                               seed=config.split_seed)
+                               seed=config.split_seed,
+                               **config_lib.protocol_options(config))
   if config.fold >= len(folds):
     raise ConfigError(f'config.fold={config.fold}: protocol {config.protocol!r} '
                       f'has {len(folds)} folds on this corpus')

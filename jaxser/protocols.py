@@ -11,9 +11,10 @@ sorted indices into that list, one `Split` per fold.
   one. Fold k uses subset 2k as dev, subset 2k+1 as test and the other 8 for
   training; the 5 folds cover all 10 subsets. Speaker-dependent: the same
   speakers appear in train and test.
-- 'loso' (`leave_one_session_out`): one fold per session; the held-out
-  session's speakers are split into dev and test (the authors' code), the
-  other sessions train. Deterministic, no seed.
+- 'loso' (`leave_one_session_out`): the held-out session's speakers are
+  split into dev and test (the authors' code), the other sessions train;
+  each speaker is tested once (two orders per session, the authors' runs)
+  or, as an explicit option, only the second speaker. Deterministic, no seed.
 - 'random' (`random_split`): one split, stratified by class (80/10/10 by
   default, as the SpeechBrain IEMOCAP recipes).
 
@@ -31,11 +32,12 @@ import numpy as np
 from jaxser.data.records import Utterance
 from jaxser.errors import ConfigError
 
-__all__ = ['PARTS', 'PROTOCOLS', 'Split', 'check_split',
+__all__ = ['LOSO_ORDERS', 'PARTS', 'PROTOCOLS', 'Split', 'check_split',
            'leave_one_session_out', 'make_folds', 'paper_folds',
            'paper_subsets', 'random_split']
 
 PROTOCOLS = ('paper', 'loso', 'random')
+LOSO_ORDERS = ('both', 'one')
 PARTS = ('train', 'dev', 'test')
 
 
@@ -184,45 +186,66 @@ def paper_folds(utterances: Sequence[Utterance], labels, *, seed: int,
           for k in range(num_folds)]
 
 
-def _dev_and_test(utterances: Sequence[Utterance], labels: np.ndarray,
-                  held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Splits a held-out session into dev and test (`leave_one_session_out`)."""
+def _session_parts(utterances: Sequence[Utterance], labels: np.ndarray,
+                   held: np.ndarray) -> list[tuple[str, np.ndarray]]:
+  """A held-out session's parts, each tested once (`leave_one_session_out`).
+
+  Returns:
+    `(name, indices)` per part: one per speaker, speakers in sorted order (a
+    None speaker last); for a single-speaker session, the halves of each
+    class ('half1': the first half by id, rounded down; 'half2': the rest).
+  """
   speakers = [utterances[i].speaker for i in held]
   names = sorted(set(speakers), key=_order_key)
   if len(names) >= 2:
-    is_dev = np.array([s == names[0] for s in speakers], bool)
-    return held[is_dev], held[~is_dev]
-  # One speaker: per class, the first half by id is dev, the rest test.
-  dev = []
+    return [(str(name), held[[s == name for s in speakers]]) for name in names]
+  first = []
   for members in _groups([(int(labels[i]),) for i in held],
                          [utterances[i].id for i in held]):
-    dev.extend(held[members[:len(members) // 2]])
-  return np.asarray(dev, np.int64), np.setdiff1d(held, dev)
+    first.extend(held[members[:len(members) // 2]])
+  first = np.asarray(first, np.int64)
+  return [('half1', np.sort(first)), ('half2', np.setdiff1d(held, first))]
 
 
-def leave_one_session_out(utterances: Sequence[Utterance],
-                          labels=None) -> list[Split]:
-  """One fold per session: the other sessions train, the held-out one tests.
+def leave_one_session_out(utterances: Sequence[Utterance], labels=None, *,
+                          orders: str = 'both') -> list[Split]:
+  """Leave one session out: the other sessions train, the held-out one tests.
 
-  The held-out session is split by speaker as in the authors' code: dev is
-  the speaker whose id sorts first (for IEMOCAP 'Ses01F' before 'Ses01M', so
-  the female actor), test is the other speaker(s); a None speaker sorts last.
-  A session with a single speaker (corpora whose session is the speaker,
-  such as CREMA-D) is split per class instead: the utterances of each class,
-  sorted by id, give their first half (rounded down) to dev and the rest to
-  test; without `labels` the whole session is one class. No seed is needed.
+  The held-out session is split by speaker, as in the authors' code: one
+  speaker is dev, the other test. With `orders='both'` (the authors' runs)
+  each session gives one fold per speaker, that speaker tested and the
+  session's other speaker(s) dev: on IEMOCAP 10 folds, dev F / test M and
+  dev M / test F for each session, and every utterance of the corpus is
+  tested exactly once. With `orders='one'` each session gives one fold: dev
+  is the speaker whose id sorts first (for IEMOCAP 'Ses01F', the female
+  actor), test the other(s); half the corpus is tested. A session with a
+  single speaker (corpora whose session is the speaker, such as CREMA-D) is
+  split per class instead: the utterances of each class, sorted by id, give
+  their first half (rounded down) to one part and the rest to the other,
+  and the parts take the speakers' places. Without `labels` the whole
+  session is one class. No seed is needed.
+
+  Folds come in sorted session order; within a session the second part is
+  tested first, then each later part, then the first: with two speakers the
+  session's first fold is the 'one' order's.
 
   Args:
     utterances: the corpus, `n` records, each with a session.
     labels: `[n]` class indices, or None; used only for single-speaker
       sessions.
+    orders: 'both' or 'one'.
 
   Returns:
-    One split per session, in sorted session order, named by the session.
+    The folds, named `<session>_test_<part>` ('Ses01_test_Ses01M') with both
+    orders, by the session alone with one.
 
   Raises:
-    ConfigError: an utterance has no session, or there are fewer than two.
+    ConfigError: an utterance has no session, there are fewer than two, or
+      `orders` is neither 'both' nor 'one'.
   """
+  if orders not in LOSO_ORDERS:
+    raise ConfigError(f'config field loso_orders must be one of '
+                      f'{", ".join(LOSO_ORDERS)}; got {orders!r}')
   missing = [u.id for u in utterances if u.session is None]
   if missing:
     raise ConfigError(
@@ -239,8 +262,15 @@ def leave_one_session_out(utterances: Sequence[Utterance],
   splits = []
   for session in sessions:
     held = np.flatnonzero(session_of == str(session))
-    dev, test = _dev_and_test(utterances, labels, held)
-    splits.append(_split(str(session), len(utterances), dev, test))
+    parts = _session_parts(utterances, labels, held)
+    if orders == 'one':
+      splits.append(_split(str(session), len(utterances), parts[0][1],
+                           np.setdiff1d(held, parts[0][1])))
+      continue
+    for tested in [*range(1, len(parts)), 0]:
+      name, test = parts[tested]
+      splits.append(_split(f'{session}_test_{name}', len(utterances),
+                           np.setdiff1d(held, test), test))
   return splits
 
 
@@ -290,7 +320,7 @@ def make_folds(protocol: str, utterances: Sequence[Utterance], labels, *,
     labels: `[n]` class indices.
     seed: the seed ('loso' draws nothing and ignores it).
     **options: that protocol's own keywords (`num_subsets`, `num_folds` for
-      'paper'; `fractions` for 'random').
+      'paper'; `orders` for 'loso'; `fractions` for 'random').
 
   Returns:
     The folds, every one with non-empty train, dev and test parts.

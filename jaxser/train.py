@@ -40,7 +40,8 @@ from jaxser.errors import JaxserError
 from jaxser.errors import NonFiniteError
 from jaxser.train_state import TrainState
 
-__all__ = ['create_train_state', 'make_steps', 'train_and_evaluate', 'train_step']
+__all__ = ['create_train_state', 'is_eval_step', 'make_steps', 'train_and_evaluate',
+           'train_step']
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: models.CRNN,
@@ -291,8 +292,7 @@ def _train(run: _Run, state, best: dict, window: list, interrupt_at_step):
     pending.append((step, step_metrics))
     last = step == config.num_train_steps
     log_now = step % config.log_every_steps == 0 or last
-    eval_now = (step > config.eval_start_step and
-                ((step - config.eval_start_step) % config.eval_every_steps == 0 or last))
+    eval_now = is_eval_step(config, step)
     interrupt = step == interrupt_at_step
     save_now = step % config.checkpoint_every_steps == 0 or last or interrupt
     if not (log_now or eval_now or save_now):
@@ -321,6 +321,24 @@ def _train(run: _Run, state, best: dict, window: list, interrupt_at_step):
   return state, best
 
 
+def is_eval_step(config, step: int) -> bool:
+  """Whether dev is evaluated (and may be selected) after training step `step`.
+
+  `step` counts from 1 (the first update). 'jaxser' cadence: steps
+  `eval_start_step + k * eval_every_steps` (k >= 1) and the last step. 'code'
+  cadence, the authors' loop, which counts its updates from 0 and evaluates
+  after update i when `i % eval_every_steps == 0` and `i > eval_start_step`:
+  steps `1 + k * eval_every_steps` past `eval_start_step + 1`, and not the
+  last step unless it falls on one (3520 steps, every 11 from 200: jaxser
+  211, 222, ..., 3509, 3520; code 210, 221, ..., 3510).
+  """
+  start, every = config.eval_start_step, config.eval_every_steps
+  if config.eval_cadence == 'code':
+    return step - 1 > start and (step - 1) % every == 0
+  return step > start and ((step - start) % every == 0
+                           or step == config.num_train_steps)
+
+
 def _select(run: _Run, state, step: int, best: dict, kept: str) -> dict:
   """Evaluates dev; saves the best checkpoint when UA improves (strictly)."""
   dev, _ = run.evaluate(state, 'dev')
@@ -344,8 +362,9 @@ def _final_report(run: _Run, state, best: dict) -> dict:
                                           checkpoint_lib.abstract(state))
     state = state.replace(params=restored.params, centers=restored.centers)
   else:
-    logging.warning('no dev evaluation ran (num_train_steps <= eval_start_step): '
-                    'reporting the final parameters')
+    logging.warning('no dev evaluation ran (no evaluation step by num_train_steps, '
+                    'config.eval_cadence %r): reporting the final parameters',
+                    config.eval_cadence)
   dev, _ = run.evaluate(state, 'dev')
   test, test_out = run.evaluate(state, 'test')
   step = config.num_train_steps

@@ -39,7 +39,7 @@ def test_as_run_differs_from_as_written_only_in_the_authors_choices():
   written, run = default.get_config(), as_run.get_config()
   changed = {k for k, v in json.loads(run.to_json_best_effort()).items()
              if json.loads(written.to_json_best_effort())[k] != v}
-  assert changed == {'model', 'center_update', 'features'}
+  assert changed == {'model', 'center_update', 'features', 'eval_cadence'}
   assert run.features.pad_mode == 'reflect' and run.model.gru_cell == 'tf1'
   assert as_run.get_config('stft').features.kind == 'stft'
   assert as_run.get_config('stft').num_train_steps == stft.get_config().num_train_steps

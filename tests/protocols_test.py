@@ -141,34 +141,71 @@ def test_paper_groups_unknown_values_as_their_own():
     assert np.bincount(group, minlength=10).tolist() == [1] * 10
 
 
-def test_leave_one_session_out_never_mixes_sessions():
+def test_leave_one_session_out_tests_both_speakers_of_every_session():
   folds = protocols.leave_one_session_out(UTTS, LABELS)
-  assert [f.name for f in folds] == [f'Ses0{s}' for s in range(1, 6)]
+  # Two orders per session: 10 folds, dev F / test M first (the one order).
+  assert [f.name for f in folds] == [f'Ses0{s}_test_Ses0{s}{g}'
+                                     for s in range(1, 6) for g in 'MF']
   for fold in folds:
     _assert_partition(fold, len(UTTS))
-    assert fold.name not in {UTTS[i].session for i in fold.train}
-    assert {UTTS[i].session for i in fold.dev} == {fold.name}
-    assert {UTTS[i].session for i in fold.test} == {fold.name}
+    session, tested = fold.name.split('_test_')
+    other = session + ('F' if tested.endswith('M') else 'M')
+    assert session not in {UTTS[i].session for i in fold.train}
+    assert {UTTS[i].speaker for i in fold.test} == {tested}
+    assert {UTTS[i].speaker for i in fold.dev} == {other}
+    held = [i for i, u in enumerate(UTTS) if u.session == session]
+    assert sorted(np.concatenate([fold.dev, fold.test]).tolist()) == held
+  # Every utterance of the corpus is tested exactly once, and devs once too.
+  for part in ('test', 'dev'):
+    every = np.concatenate([getattr(f, part) for f in folds])
+    assert sorted(every.tolist()) == list(range(len(UTTS)))
+
+
+def test_leave_one_session_out_one_order_is_the_first_of_each_session():
+  both = protocols.leave_one_session_out(UTTS, LABELS)
+  one = protocols.leave_one_session_out(UTTS, LABELS, orders='one')
+  assert [f.name for f in one] == [f'Ses0{s}' for s in range(1, 6)]
+  for fold, same in zip(one, both[::2]):
     assert {UTTS[i].speaker for i in fold.dev} == {fold.name + 'F'}
-    assert {UTTS[i].speaker for i in fold.test} == {fold.name + 'M'}
-  # Every utterance is tested exactly once.
-  tested = np.concatenate([f.test for f in folds] + [f.dev for f in folds])
-  assert sorted(tested.tolist()) == list(range(len(UTTS)))
+    for part in protocols.PARTS:
+      np.testing.assert_array_equal(getattr(fold, part), getattr(same, part))
+  # Half the corpus (the male speakers) is tested.
+  tested = np.concatenate([f.test for f in one])
+  assert {UTTS[i].gender for i in tested} == {'M'}
+  with pytest.raises(ConfigError, match='loso_orders'):
+    protocols.leave_one_session_out(UTTS, LABELS, orders='two')
+
+
+def test_leave_one_session_out_three_speakers_each_tested_once():
+  utts = [_utterance(f'{spk}_{c}_{i}', CLASSES[c], spk, 'F', session, True)
+          for session, speakers in (('A', 'xyz'), ('B', 'uv'))
+          for spk in speakers for c in range(4) for i in range(2)]
+  labels = PAPER_4CLASS.indices(utts)
+  folds = protocols.leave_one_session_out(utts, labels)
+  assert [f.name for f in folds] == ['A_test_y', 'A_test_z', 'A_test_x',
+                                     'B_test_v', 'B_test_u']
+  every = np.concatenate([f.test for f in folds])
+  assert sorted(every.tolist()) == list(range(len(utts)))
+  assert {utts[i].speaker for i in folds[0].dev} == {'x', 'z'}
 
 
 def test_leave_one_session_out_single_speaker_halves_each_class():
   utts = single_speaker_corpus()
   labels = PAPER_4CLASS.indices(utts)
   folds = protocols.leave_one_session_out(utts, labels)
-  assert len(folds) == 3
+  assert len(folds) == 6
   for fold in folds:
     _assert_partition(fold, len(utts))
-    held = [i for i, u in enumerate(utts) if u.session == fold.name]
+    session, half = fold.name.split('_test_')
+    held = [i for i, u in enumerate(utts) if u.session == session]
     assert sorted(np.concatenate([fold.dev, fold.test]).tolist()) == held
+    first = fold.dev if half == 'half2' else fold.test
     for c in range(4):
       of_class = [i for i in held if labels[i] == c]
       first_half = sorted(of_class, key=lambda i: utts[i].id)[:len(of_class) // 2]
-      assert sorted(i for i in fold.dev if labels[i] == c) == sorted(first_half)
+      assert sorted(i for i in first if labels[i] == c) == sorted(first_half)
+  every = np.concatenate([f.test for f in folds])
+  assert sorted(every.tolist()) == list(range(len(utts)))
   # Deterministic: no seed, the same folds every time.
   again = protocols.leave_one_session_out(utts, labels)
   assert all(np.array_equal(a.dev, b.dev) and np.array_equal(a.test, b.test)
@@ -215,7 +252,8 @@ def test_random_split_partitions_any_class_sizes(sizes, seed):
 def test_make_folds_dispatches_and_checks():
   assert protocols.PROTOCOLS == ('paper', 'loso', 'random')
   assert len(protocols.make_folds('paper', UTTS, LABELS, seed=0)) == 5
-  assert len(protocols.make_folds('loso', UTTS, LABELS, seed=0)) == 5
+  assert len(protocols.make_folds('loso', UTTS, LABELS, seed=0)) == 10
+  assert len(protocols.make_folds('loso', UTTS, LABELS, seed=0, orders='one')) == 5
   assert len(protocols.make_folds('random', UTTS, LABELS, seed=0,
                                   fractions=(0.5, 0.25, 0.25))) == 1
   with pytest.raises(ConfigError, match='protocol'):

@@ -27,6 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.protocol = 'paper'  # paper | loso | random
   config.fold = 0  # Fold of the protocol to run (crossval runs them all).
   config.split_seed = 0  # Seed of the protocol's random subsets.
+  config.loso_orders = 'both'  # loso: both (each speaker of a session tests once) | one
 
   # Features: every `jaxser.features.FeatureParams` field, the paper's values
   # (kind mel|stft, sample_rate, n_fft, hop_length, win_length, n_mels, amin,
@@ -55,6 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_train_steps = 3520  # 3520 for Mel, 2920 for STFT (authors' code).
   config.eval_every_steps = 11  # Dev evaluation period...
   config.eval_start_step = 200  # ...once this step is passed.
+  config.eval_cadence = 'jaxser'  # jaxser: start + k * every and the last | code: the authors' loop.
   config.eval_batch_size = 64  # Batch for dev/test/predict.
   config.buckets = (100, 200, 300, 400, 600, 800, 1000, 1400)  # Padded frame lengths.
   config.seed = 0  # Parameter init and data order.

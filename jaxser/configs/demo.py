@@ -19,6 +19,7 @@ quick fields a log-Mel run takes ~65 s (0.4 s a step) and a log-STFT run ~5
 min (2.5 s a step), the three studies ~23 minutes at that load.
 """
 
+from jaxser import config_lib
 from jaxser.configs import default
 
 # The fields `quick` changes.
@@ -58,10 +59,5 @@ def get_config(arg: str = ''):
   config.features.max_frames = 300  # the middle 3 s (demo utterances: mean 2.8 s)
   config.buckets = (200, 300)
   if arg == 'quick':
-    for dotted, value in QUICK.items():
-      *parents, field = dotted.split('.')
-      node = config
-      for parent in parents:
-        node = node[parent]
-      node[field] = value
+    config_lib.set_fields(config, QUICK)
   return config
