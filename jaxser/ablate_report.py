@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 from absl import logging
 import numpy as np
 
+from jaxser import report
 from jaxser import studies
 
 __all__ = ['markdown', 'sweep', 'variant_row', 'write', 'write_csv']
@@ -46,6 +47,7 @@ def variant_row(study: studies.Study, variant: studies.Variant,
   return {
       'study': study.name, 'variant': variant.name, 'run': variant.key,
       'features': variant.kind, 'lambda': variant.lam, 'alpha': variant.alpha,
+      'reading': variant.reading,
       'runs': summary['num_folds'],
       'ua_mean': _pct(summary['ua']['mean']), 'ua_std': _pct(summary['ua']['std']),
       'wa_mean': _pct(summary['wa']['mean']), 'wa_std': _pct(summary['wa']['std']),
@@ -72,13 +74,23 @@ def write_csv(rows: Sequence[dict], path: str) -> str:
   return path
 
 
-def _gain_lines(rows):
-  """Measured vs paper gain of lambda 0.3 (alpha 0.5) over lambda 0, per input."""
+def _paired_text(stats, what='better') -> str:
+  """'std 9.40 over 15 pairs, better in 10, t = 1.49' (points)."""
+  return (f'std {100 * stats["std"]:.2f} over {stats["n"]} pairs, {what} in '
+          f'{stats["better"]}, t = {stats["t"]:.2f}')
+
+
+def _gain_lines(rows, summaries):
+  """Measured vs paper gain of lambda 0.3 (alpha 0.5) over lambda 0, per input.
+
+  One pair of lines per input and reading; the gain is paired by (seed,
+  fold) when both variants ran the same runs.
+  """
   lines = []
-  for kind in ('mel', 'stft'):
-    base = [r for r in rows if r['features'] == kind and r['lambda'] == 0]
-    center = [r for r in rows if r['features'] == kind and r['lambda'] == 0.3
-              and r['alpha'] == 0.5]
+  for kind, reading in dict.fromkeys((r['features'], r['reading']) for r in rows):
+    same = [r for r in rows if r['features'] == kind and r['reading'] == reading]
+    base = [r for r in same if r['lambda'] == 0]
+    center = [r for r in same if r['lambda'] == 0.3 and r['alpha'] == 0.5]
     if not (base and center):
       continue
     base, center = base[0], center[0]
@@ -87,16 +99,54 @@ def _gain_lines(rows):
       measured = center[f'{metric}_mean'] - base[f'{metric}_mean']
       paper = ((center[f'paper_{metric}'] or math.nan) -
                (base[f'paper_{metric}'] or math.nan))
-      parts.append(f'{metric.upper()} {measured:+.2f} points (paper {paper:+.2f})')
-    lines.append(f'- Centre loss on {kind} input (lambda 0.3 vs 0): '
+      text = f'{metric.upper()} {measured:+.2f} points (paper {paper:+.2f}'
+      try:
+        text += '; paired: ' + _paired_text(report.paired_difference(
+            summaries[center['variant']], summaries[base['variant']], metric))
+      except ValueError:  # not the same runs: the means only
+        pass
+      parts.append(text + ')')
+    label = kind if reading == 'written' else f'{kind}, as run'
+    lines.append(f'- Centre loss on {label} input (lambda 0.3 vs 0): '
                  f'{", ".join(parts)}; same sign as the paper: '
                  f'{"yes" if center["ua_mean"] > base["ua_mean"] else "no"} (UA).')
     with_c, without = center['compactness_mean'], base['compactness_mean']
     ratio = f'ratio {with_c / without:.2f}; ' if without > 0 else ''
-    lines.append(f'- Compactness of the {kind} test embeddings: {with_c:.3f} '
+    lines.append(f'- Compactness of the {label} test embeddings: {with_c:.3f} '
                  f'with the centre loss vs {without:.3f} without ({ratio}the '
                  "paper's Figure 4: more compact with it; here: "
                  f'{"yes" if with_c < without else "no"}).')
+  return lines
+
+
+def _reading_lines(rows, summaries):
+  """As run against as written: per configuration, and the centre loss' gain."""
+  lines, gains = [], {}
+  for run in (r for r in rows if r['reading'] == 'run'):
+    written = [r for r in rows if r['reading'] == 'written' and all(
+        r[k] == run[k] for k in ('features', 'lambda', 'alpha'))]
+    if not written:
+      continue
+    after, before = summaries[run['variant']], summaries[written[0]['variant']]
+    try:
+      stats = report.paired_difference(after, before)
+    except ValueError:
+      continue
+    lines.append(f'- As run minus as written, {run["features"]} lambda '
+                 f'{run["lambda"]:g}: UA {100 * stats["mean"]:+.2f} points '
+                 f'({_paired_text(stats, "higher as run")}).')
+    gains.setdefault(run['features'], {})[run['lambda']] = (after, before)
+  for kind, pair in gains.items():
+    if 0 not in pair or 0.3 not in pair:
+      continue
+    values = [report.run_values(s) for s in (*pair[0.3], *pair[0])]
+    keys = set.intersection(*(set(v) for v in values))
+    # (as run gain) - (as written gain), per (seed, fold).
+    stats = report.paired_stats((values[0][k] - values[2][k]) - (values[1][k] - values[3][k])
+                                for k in sorted(keys, key=str))
+    lines.append(f'- The centre loss\' UA gain (lambda 0.3 minus 0), as run '
+                 f'minus as written, {kind}: {100 * stats["mean"]:+.2f} points '
+                 f'({_paired_text(stats, "larger as run")}).')
   return lines
 
 
@@ -115,9 +165,9 @@ def _spread(rows, key):
   return max(values) - min(values) if values else math.nan
 
 
-def _claim_lines(rows):
+def _claim_lines(rows, summaries):
   """One line per claim of the paper that the study's rows can test."""
-  lines = _gain_lines(rows)
+  lines = _gain_lines(rows, summaries) + _reading_lines(rows, summaries)
   by_lambda = sweep(rows, 'lambda')
   if by_lambda and len(by_lambda) >= 3:
     best = max(by_lambda, key=lambda r: r['ua_mean'])
@@ -193,7 +243,8 @@ def markdown(study: studies.Study, rows, summaries, figures, config, seeds,
   for r in rows:
     setting = f' (setting {r["paper_setting"]})' if r['paper_setting'] else ''
     lines.append(
-        f'| `{r["variant"]}`{setting} | {r["features"]} | {r["lambda"]:g} | '
+        f'| `{r["variant"]}`{setting} | {r["features"]}'
+        f'{" as run" if r["reading"] == "run" else ""} | {r["lambda"]:g} | '
         f'{r["alpha"]:g} | {r["runs"]} | {r["ua_mean"]:.2f} ± {r["ua_std"]:.2f} | '
         f'{r["wa_mean"]:.2f} ± {r["wa_std"]:.2f} | {_fmt(r["paper_ua"])} | '
         f'{_fmt(r["paper_wa"])} | {r["compactness_mean"]:.3f} ± '
@@ -203,7 +254,7 @@ def markdown(study: studies.Study, rows, summaries, figures, config, seeds,
             'z to its class mean over the mean distance between the class means '
             '(`report.compactness`; lower is more compact), per run, then mean '
             '± std.', '']
-  claims = _claim_lines(rows)
+  claims = _claim_lines(rows, summaries)
   if claims:
     lines += ["## The paper's claims, measured", ''] + claims + ['']
   lines += ['## Confusion matrices (Tables 1-2)', '',

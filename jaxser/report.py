@@ -15,7 +15,8 @@ import numpy as np
 
 from jaxser import metrics
 
-__all__ = ['compactness', 'fold_summary', 'markdown_table']
+__all__ = ['compactness', 'fold_summary', 'markdown_table', 'paired_difference',
+           'paired_stats', 'run_values']
 
 
 def _averaged_confusion(counts: np.ndarray) -> np.ndarray:
@@ -89,6 +90,41 @@ def fold_summary(fold_results: Sequence[Mapping],
       'confusion': _averaged_confusion(counts).tolist(),
       'confusion_counts': counts.sum(axis=0).tolist(),
   }
+
+
+def run_values(summary: Mapping, metric: str = 'ua') -> dict[tuple, float]:
+  """`{(seed, fold name): value}` of one metric over a summary's runs."""
+  return {(row['seed'], row['fold']): float(row[metric]) for row in summary['folds']}
+
+
+def paired_stats(differences) -> dict[str, float]:
+  """Mean, sample std (ddof=1), count, wins and t of paired differences.
+
+  Returns:
+    {'n', 'mean', 'std', 'better' (how many are > 0), 't' (mean over the
+    standard error, NaN under two pairs or a zero std)}.
+  """
+  d = np.asarray(list(differences), np.float64)
+  std = float(d.std(ddof=1)) if len(d) > 1 else float('nan')
+  t = float(d.mean() / (std / np.sqrt(len(d)))) if len(d) > 1 and std > 0 else float('nan')
+  return {'n': len(d), 'mean': float(d.mean()), 'std': std,
+          'better': int(np.sum(d > 0)), 't': t}
+
+
+def paired_difference(after: Mapping, before: Mapping, metric: str = 'ua') -> dict:
+  """`paired_stats` of `after - before`, paired by (seed, fold).
+
+  Args:
+    after, before: two `fold_summary`s over the same seeds and folds.
+    metric: 'ua' or 'wa'.
+
+  Raises:
+    ValueError: the two summaries do not hold the same (seed, fold) runs.
+  """
+  a, b = run_values(after, metric), run_values(before, metric)
+  if set(a) != set(b):
+    raise ValueError(f'paired_difference: the runs differ: {sorted(set(a) ^ set(b))[:4]}')
+  return paired_stats(a[key] - b[key] for key in sorted(a, key=str))
 
 
 def _cell(text) -> str:

@@ -330,7 +330,7 @@ def is_eval_step(config, step: int) -> bool:
   after update i when `i % eval_every_steps == 0` and `i > eval_start_step`:
   steps `1 + k * eval_every_steps` past `eval_start_step + 1`, and not the
   last step unless it falls on one (3520 steps, every 11 from 200: jaxser
-  211, 222, ..., 3509, 3520; code 210, 221, ..., 3510).
+  211, 222, ..., 3511, 3520; code 210, 221, ..., 3510).
   """
   start, every = config.eval_start_step, config.eval_every_steps
   if config.eval_cadence == 'code':

@@ -119,3 +119,16 @@ def test_compactness_needs_two_classes():
     report.compactness(np.ones((4, 2)), [1, 1, 1, 1])
   with pytest.raises(ValueError, match='labels'):
     report.compactness(np.ones((4, 2)), [0, 1])
+
+
+def test_paired_difference_pairs_by_seed_and_fold():
+  before = report.fold_summary(results(), CLASSES)
+  after_rows = [dict(r, ua=r['ua'] + d) for r, d in zip(results(), (0.1, -0.02, 0.04))]
+  after = report.fold_summary(after_rows[::-1], CLASSES)  # order does not matter
+  stats = report.paired_difference(after, before)
+  assert stats['n'] == 3 and stats['better'] == 2
+  assert stats['mean'] == pytest.approx(0.04)
+  assert stats['std'] == pytest.approx(np.std([0.1, -0.02, 0.04], ddof=1))
+  assert stats['t'] == pytest.approx(0.04 / (stats['std'] / np.sqrt(3)))
+  with pytest.raises(ValueError, match='runs differ'):
+    report.paired_difference(report.fold_summary(results()[:2], CLASSES), before)

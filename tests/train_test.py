@@ -153,3 +153,16 @@ def test_cli_rejects_bad_config_field(tone_manifest, tmp_path):
       capture_output=True, text=True, cwd=ROOT)
   assert out.returncode != 0
   assert 'center_alpha' in out.stderr and 'alpha must be in (0, 1]' in out.stderr
+
+
+def test_eval_cadences():
+  config = tiny.get_config()
+  config.num_train_steps, config.eval_start_step, config.eval_every_steps = 3520, 200, 11
+  def steps(cadence):
+    config.eval_cadence = cadence
+    return [s for s in range(1, 3521) if train.is_eval_step(config, s)]
+  jaxser_steps, code_steps = steps('jaxser'), steps('code')
+  assert jaxser_steps[:3] == [211, 222, 233] and jaxser_steps[-2:] == [3511, 3520]
+  # The authors' loop: update i (from 0) evaluated when i % 11 == 0, i > 200.
+  assert code_steps == [i + 1 for i in range(3520) if i % 11 == 0 and i > 200]
+  assert code_steps[:2] == [210, 221] and code_steps[-1] == 3510
