@@ -3,6 +3,7 @@
 Usage:
   python bench/train_step.py [--peer] [--frames 400,1400] [--kinds mel,stft]
       [--batch 32] [--steps N] [--repeats 3] [--no-memory] [--xla-defaults]
+      [--gru-cells flax,tf1]
 
 For each input kind (mel = 128 bins, stft = 513 bins) and padded length, it
 builds the paper model with the paper config (`jaxser/configs/default.py`: centre
@@ -15,7 +16,10 @@ per round (by default as many as fill about 4 s, at least one) over
 `--repeats` rounds and reports the best round and the median. With `--peer`
 (needs torch) the PyTorch peer's model and step run in the same process,
 interleaved round by round with jaxser's, and the ratio jaxser / peer is
-printed. `--eval` times the batched inference step instead
+printed. `--gru-cells flax,tf1` also times the model with TF1's GRU cell
+(`model.gru_cell='tf1'`, the authors' code's; both run on the same fast BiGRU
+kernel) and prints its ratio to the default Flax cell. `--eval` times the
+batched inference step instead
 (`bench/eval_step.py` does that). The machine's load average is printed
 before and after each size: on a shared machine, trust the ratios more than
 the absolute numbers.
@@ -47,12 +51,8 @@ CLASS_WEIGHTS = (1.0, 1.5, 1.0, 1.5)  # the peer's
 
 
 def _import_peer():
-  """`torch_peer` from ../shared/bench when present, else the copy here."""
-  for folder in (os.path.join(ROOT, '..', 'shared', 'bench'),
-                 os.path.join(ROOT, 'bench', 'peers')):
-    if os.path.exists(os.path.join(folder, 'torch_peer.py')):
-      sys.path.insert(0, os.path.abspath(folder))
-      break
+  """`bench/peers/torch_peer.py`: the same model and step in plain PyTorch."""
+  sys.path.insert(0, os.path.join(ROOT, 'bench', 'peers'))
   import torch_peer  # pylint: disable=g-import-not-at-top
   return torch_peer
 
@@ -92,12 +92,12 @@ def _flops(compiled) -> float | None:
 class JaxserRunner:
   """The jitted train (or eval) step on one batch, compiled ahead of time."""
 
-  name = 'jaxser'
-
   def __init__(self, kind: str, batch: dict, *, evaluate: bool = False,
-               xla_options: bool = True):
+               xla_options: bool = True, gru_cell: str = 'flax'):
+    self.name = 'jaxser' if gru_cell == 'flax' else f'jaxser-{gru_cell}'
     config = default_config.get_config()
     config.features.kind = kind
+    config.model.gru_cell = gru_cell
     model = config_lib.create_model(config, num_classes=4)
     self.state = train.create_train_state(config, model, BINS[kind])
     train_fn, eval_fn = train.make_steps(config, np.asarray(CLASS_WEIGHTS))
@@ -130,9 +130,7 @@ class PeerRunner:
 
   name = 'peer'
 
-  def __init__(self, kind: str, batch: dict, *, evaluate: bool = False,
-               xla_options: bool = True):
-    del xla_options
+  def __init__(self, kind: str, batch: dict, *, evaluate: bool = False):
     torch_peer = _import_peer()
     import torch  # pylint: disable=g-import-not-at-top
     self.torch = torch
@@ -179,8 +177,18 @@ class PeerRunner:
 
 
 def _runner(name: str, kind: str, batch: dict, args):
-  return (JaxserRunner if name == 'jaxser' else PeerRunner)(
-      kind, batch, evaluate=args.eval, xla_options=args.xla_options)
+  """'peer', 'jaxser' (the Flax GRU cell) or 'jaxser-<cell>'."""
+  if name == 'peer':
+    return PeerRunner(kind, batch, evaluate=args.eval)
+  cell = name.partition('-')[2] or 'flax'
+  return JaxserRunner(kind, batch, evaluate=args.eval,
+                      xla_options=args.xla_options, gru_cell=cell)
+
+
+def _names(args, peer: bool) -> list[str]:
+  """The runners of a size: jaxser with each GRU cell, then the peer."""
+  names = ['jaxser' if cell == 'flax' else f'jaxser-{cell}' for cell in args.gru_cells]
+  return names + (['peer'] if peer else [])
 
 
 def _proc_status_bytes(field: str) -> int:
@@ -253,9 +261,7 @@ def measure_memory(name: str, kind: str, frames: int, args) -> dict | None:
 def bench_one(kind: str, frames: int, args, peer: bool) -> dict:
   """Interleaved best-of-`repeats` rounds of steps for one size."""
   batch = make_batch(args.batch, frames, BINS[kind])
-  runners = [_runner('jaxser', kind, batch, args)]
-  if peer:
-    runners.append(_runner('peer', kind, batch, args))
+  runners = [_runner(name, kind, batch, args) for name in _names(args, peer)]
   steps = {}
   for r in runners:  # warm-up: the first executions allocate, fill caches
     start = time.perf_counter()
@@ -290,14 +296,13 @@ def report(result: dict, args) -> None:
   print(f'{what} {kind} ({BINS[kind]} bins) batch {args.batch} x {frames} '
         f'frames, load average {result["load"][0]:.1f} -> '
         f'{result["load"][1]:.1f}:')
-  for name in ('jaxser', 'peer'):
-    if name not in result:
-      continue
+  names = [name for name in result if name.startswith(('jaxser', 'peer'))]
+  for name in names:
     r = result[name]
-    line = (f'  {name:6s} {r["utt_s"]:8.2f} utt/s (median '
+    line = (f'  {name:10s} {r["utt_s"]:8.2f} utt/s (median '
             f'{r["utt_s_median"]:.2f})  step {r["step_s"] * 1e3:7.0f} ms '
             f'x{result["steps"][name]}')
-    if name == 'jaxser':
+    if name != 'peer':
       line += (f'  compile {r["compile_s"]:.1f} s  XLA buffers '
                f'{_mib(r["xla_bytes"])}')
       if r['gflops']:
@@ -306,11 +311,13 @@ def report(result: dict, args) -> None:
       line += (f'  peak RSS: step +{_mib(r["memory"]["step_peak"])}, '
                f'process {_mib(r["memory"]["process_peak"])}')
     print(line, flush=True)
-  if 'peer' in result:
-    ratio = result['jaxser']['utt_s'] / result['peer']['utt_s']
-    median = result['jaxser']['utt_s_median'] / result['peer']['utt_s_median']
-    print(f'  ratio jaxser/peer {ratio:.2f}x  ({median:.2f}x on medians)',
-          flush=True)
+  pairs = [(name, 'peer') for name in names if name != 'peer' and 'peer' in result]
+  pairs += [(name, 'jaxser') for name in names
+            if name.startswith('jaxser-') and 'jaxser' in result]
+  for a, b in pairs:
+    ratio = result[a]['utt_s'] / result[b]['utt_s']
+    median = result[a]['utt_s_median'] / result[b]['utt_s_median']
+    print(f'  ratio {a}/{b} {ratio:.2f}x  ({median:.2f}x on medians)', flush=True)
 
 
 def parse_args(argv=None, evaluate: bool = False):
@@ -333,6 +340,9 @@ def parse_args(argv=None, evaluate: bool = False):
   parser.add_argument('--xla-defaults', dest='xla_options',
                       action='store_false',
                       help="compile without jaxser's XLA options")
+  parser.add_argument('--gru-cells', default='flax',
+                      type=lambda s: s.split(','),
+                      help="jaxser's GRU cells to time: flax, tf1 (model.gru_cell)")
   parser.add_argument('--json', default='', help='also write results here')
   parser.add_argument('--child', default='', help=argparse.SUPPRESS)
   args, _ = parser.parse_known_args(argv)  # launch.sh passes its flags to all
@@ -373,9 +383,8 @@ def main(argv=None, evaluate: bool = False):
       result = bench_one(kind, frames, args, peer)
       result['load'] = (load, os.getloadavg()[0])
       if args.memory:
-        for name in ('jaxser', 'peer'):
-          if name in result:
-            result[name]['memory'] = measure_memory(name, kind, frames, args)
+        for name in _names(args, peer):
+          result[name]['memory'] = measure_memory(name, kind, frames, args)
       report(result, args)
       results.append(result)
   if args.json:

@@ -1,9 +1,7 @@
-# The project's reference PyTorch peer, copied verbatim from
-# ../shared/bench/torch_peer.py (the speed peer the performance issue names)
-# so that `bench/train_step.py --peer` also runs outside the workspace. The
-# bench prefers ../shared/bench/torch_peer.py when it exists. It lives in a
-# sub-folder so that `./launch.sh bench` (which runs bench/*.py) does not run
-# it as a benchmark of its own.
+# The project's reference PyTorch peer: the same model and training step in
+# plain PyTorch, the speed peer `bench/train_step.py --peer` runs beside
+# jaxser. It lives in a sub-folder so that `./launch.sh bench` (which runs
+# bench/*.py) does not run it as a benchmark of its own.
 """PyTorch peer of the reference CNN-BiGRU-center-loss model, for side-by-side speed.
 
 It mirrors the reference layout (conv 48@7x7/2 without pooling, then 64, 80, 96
