@@ -160,3 +160,32 @@ def test_bigru_reset_before_equals_tf1_equations(share):
                             reverse=direction == 1)
       got = out[b, direction * UNITS:(direction + 1) * UNITS]
       np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('cell', ['flax', 'tf1'])
+def test_shared_bigru_is_symmetric_under_reversal(cell):
+  """One set of weights for both directions: reversing each sequence's valid
+  part swaps the two halves of the readout (the forward state at the last
+  valid step of x is the backward state at step 0 of its reversal)."""
+  steps, width = 7, 5
+  x = jax.random.normal(jax.random.key(11), (3, steps, width))
+  lengths = jnp.array([steps, 4, 1])
+  reversed_x = jnp.stack([
+      jnp.concatenate([x[b, :int(n)][::-1], x[b, int(n):]])
+      for b, n in enumerate(lengths)])
+
+  class SharedBiGRU(nn.Module):
+    @nn.compact
+    def __call__(self, x, lengths):
+      params = (ops.TF1GRUParams if cell == 'tf1' else ops.GRUParams)(UNITS, name='gru')
+      weights = params(x.shape[-1])
+      return ops.bigru(x, lengths, weights, weights, reset_before=cell == 'tf1')
+
+  variables = SharedBiGRU().init(jax.random.key(0), x, lengths)
+  assert list(variables['params']) == ['gru']  # exactly one cell's parameters
+  out = SharedBiGRU().apply(variables, x, lengths)
+  out_reversed = SharedBiGRU().apply(variables, reversed_x, lengths)
+  np.testing.assert_allclose(out_reversed[:, :UNITS], out[:, UNITS:], rtol=0, atol=1e-5)
+  np.testing.assert_allclose(out_reversed[:, UNITS:], out[:, :UNITS], rtol=0, atol=1e-5)
+  # Not trivially so: for sequences longer than one step the halves differ.
+  assert np.abs(out[:2, :UNITS] - out[:2, UNITS:]).max() > 1e-3
