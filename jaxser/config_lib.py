@@ -122,15 +122,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check(max(config.buckets) >= config.features.max_frames, 'buckets',
         f'the largest bucket must hold config.features.max_frames='
         f'{config.features.max_frames} frames')
-  check(len(config.model.convs) > 0, 'model.convs', 'needs at least one layer')
-  check(config.model.gru_cell in ('flax', 'tf1'), 'model.gru_cell',
-        "must be 'flax' or 'tf1'")
-  check(config.model.prelu in ('scalar', 'per_unit'), 'model.prelu',
-        "must be 'scalar' or 'per_unit'")
-  check(config.model.kernel_init in models.KERNEL_INITS, 'model.kernel_init',
-        f'must be one of {", ".join(models.KERNEL_INITS)}')
-  for field in ('gru_units', 'embedding_dim'):
-    check(config.model[field] > 0, f'model.{field}', 'must be > 0')
+  _validate_model(config, check)
   try:
     data_lib.get_label_map(config.classes)
   except ConfigError as e:
@@ -143,6 +135,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check(min(config.buckets) >= models.min_frames(layers), 'buckets',
         f'a bucket is shorter than the {models.min_frames(layers)} frames the '
         'model needs for one output step')
+
+
+def _validate_model(config: ml_collections.ConfigDict, check) -> None:
+  """`validate`'s checks of `config.model`'s own fields."""
+  check(len(config.model.convs) > 0, 'model.convs', 'needs at least one layer')
+  check(config.model.gru_cell in ('flax', 'tf1'), 'model.gru_cell',
+        "must be 'flax' or 'tf1'")
+  check(config.model.prelu in ('scalar', 'per_unit'), 'model.prelu',
+        "must be 'scalar' or 'per_unit'")
+  check(config.model.kernel_init in models.KERNEL_INITS, 'model.kernel_init',
+        f'must be one of {", ".join(models.KERNEL_INITS)}')
+  for field in ('gru_units', 'embedding_dim'):
+    check(config.model[field] > 0, f'model.{field}', 'must be > 0')
 
 
 def config_value(config, dotted: str):

@@ -207,6 +207,21 @@ def _session_parts(utterances: Sequence[Utterance], labels: np.ndarray,
   return [('half1', np.sort(first)), ('half2', np.setdiff1d(held, first))]
 
 
+def _sessions(utterances: Sequence[Utterance]) -> list:
+  """The sorted sessions; raises unless every utterance has one and there are 2+."""
+  missing = [u.id for u in utterances if u.session is None]
+  if missing:
+    raise ConfigError(
+        f'leave-one-session-out needs every utterance\'s session; '
+        f'{len(missing)} have none: {", ".join(missing[:5])}'
+        f'{" ..." if len(missing) > 5 else ""}')
+  sessions = sorted({u.session for u in utterances}, key=str)
+  if len(sessions) < 2:
+    raise ConfigError(f'leave-one-session-out needs at least 2 sessions, '
+                      f'got {len(sessions)}: {sessions}')
+  return sessions
+
+
 def leave_one_session_out(utterances: Sequence[Utterance], labels=None, *,
                           orders: str = 'both') -> list[Split]:
   """Leave one session out: the other sessions train, the held-out one tests.
@@ -246,16 +261,7 @@ def leave_one_session_out(utterances: Sequence[Utterance], labels=None, *,
   if orders not in LOSO_ORDERS:
     raise ConfigError(f'config field loso_orders must be one of '
                       f'{", ".join(LOSO_ORDERS)}; got {orders!r}')
-  missing = [u.id for u in utterances if u.session is None]
-  if missing:
-    raise ConfigError(
-        f'leave-one-session-out needs every utterance\'s session; '
-        f'{len(missing)} have none: {", ".join(missing[:5])}'
-        f'{" ..." if len(missing) > 5 else ""}')
-  sessions = sorted({u.session for u in utterances}, key=str)
-  if len(sessions) < 2:
-    raise ConfigError(f'leave-one-session-out needs at least 2 sessions, '
-                      f'got {len(sessions)}: {sessions}')
+  sessions = _sessions(utterances)
   labels = (np.zeros(len(utterances), np.int64) if labels is None
             else _labels(utterances, labels))
   session_of = np.array([str(u.session) for u in utterances])

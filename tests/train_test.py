@@ -7,7 +7,6 @@ import sys
 
 import jax
 import numpy as np
-import pytest
 
 from jaxser.configs import tiny
 from jaxser import config_lib
