@@ -45,7 +45,7 @@ def get_config(arg: str = ''):
     raise ValueError(f"demo.py takes no argument or 'quick', got {arg!r}")
   config = default.get_config()
   config.corpus = 'demo'
-  config.protocol = 'loso'  # five sessions of two speakers: dev one, test the other
+  config.protocol = 'loso'  # five sessions of two speakers, both orders: 10 folds
   config.fold = 0
   config.model.convs = ((24, 7, 2, 0), (32, 3, 1, 2), (40, 3, 1, 2), (48, 3, 1, 2))
   config.model.gru_units = 64
