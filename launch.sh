@@ -6,9 +6,13 @@
 #   ./launch.sh bench [--peer]       the benchmarks in bench/
 #   ./launch.sh ablate [flags]       the paper's ablations on the demo corpus (--quick: CPU size)
 #   ./launch.sh setup                only create / update the environment
+#   ./launch.sh lock                 rewrite constraints.txt from the environment
 #
-# The environment lives in .venv/ (override with JAXSER_VENV). It is reinstalled
-# only when setup.cfg or pyproject.toml change.
+# The environment lives in .venv/ (override with JAXSER_VENV) and is installed
+# with the tested versions of constraints.txt; it is reinstalled only when
+# setup.cfg, pyproject.toml, constraints.txt or the accelerator change.
+# JAXSER_ACCELERATOR=cuda12|cuda13|tpu installs jax for that accelerator
+# (jaxser's extras of the same names) instead of the CPU-only jaxlib.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -25,13 +29,19 @@ setup() {
     echo "launch.sh: creating virtual environment in $venv"
     "$python" -m venv "$venv"
   fi
-  local want have
-  want="$(cat setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)"
+  local want have extras="test" accelerator="${JAXSER_ACCELERATOR:-}"
+  case "$accelerator" in
+    "") ;;
+    cuda12|cuda13|tpu) extras="test,$accelerator" ;;
+    *) echo "launch.sh: JAXSER_ACCELERATOR must be cuda12, cuda13 or tpu (or unset for the CPU), got '$accelerator'" >&2
+       exit 2 ;;
+  esac
+  want="$( (cat setup.cfg pyproject.toml constraints.txt; echo "$extras") | sha256sum | cut -d' ' -f1)"
   have="$(cat "$venv/.jaxser-installed" 2>/dev/null || true)"
   if [ "$want" != "$have" ]; then
-    echo "launch.sh: installing jaxser and its dependencies into $venv"
+    echo "launch.sh: installing jaxser[$extras] and its dependencies into $venv"
     "$venv/bin/python" -m pip install --quiet --upgrade pip setuptools wheel
-    "$venv/bin/python" -m pip install --quiet -e ".[test]"
+    "$venv/bin/python" -m pip install --quiet -c constraints.txt -e ".[$extras]"
     echo "$want" > "$venv/.jaxser-installed"
   fi
 }
@@ -66,9 +76,12 @@ case "$cmd" in
     for arg in "$@"; do [ "$arg" = --quick ] && config=jaxser/configs/demo.py:quick; done
     exec "$venv/bin/python" -m jaxser.ablate --config="$config" \
       --workdir="$root/workdir/ablate" --alsologtostderr "$@" ;;
+  lock)
+    setup
+    exec "$venv/bin/python" .ci/lock_versions.py ;;
   help|-h|--help)
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' ;;
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' ;;
   *)
-    echo "launch.sh: unknown command '$cmd' (try: test, demo, bench, ablate, setup)" >&2
+    echo "launch.sh: unknown command '$cmd' (try: test, demo, bench, ablate, setup, lock)" >&2
     exit 2 ;;
 esac

@@ -2,9 +2,12 @@
 
 Each command (`main`, `crossval`, `ablate`, `predict`) defines its flags only
 when run (`define_flags`, so importing it defines nothing) and starts with
-`cli.run(main, define_flags)`. The flags are parsed by `parse_flags`: an
-unknown `--config.<field>` or a bad flag value is one line, with
-ml_collections' "did you mean" where it has one.
+`cli.run(main, define_flags)`; the installed `jaxser` script runs them as
+subcommands (`console_main`: `jaxser train|predict|crossval|ablate`). The
+flags are parsed by `parse_flags`: an unknown `--config.<field>` or a bad
+flag value is one line, with ml_collections' "did you mean" where it has
+one. `--config` takes a config file (`path.py[:arg]`) or the name of a
+packaged config (`demo`, `demo:quick`, `default`, `as_run:stft`, ...).
 
 A command's `main` is wrapped with `@cli.exits_on_error`: a `JaxserError`
 (bad input, a refused resume, a failed write), an unexpected `OSError` (a
@@ -18,6 +21,7 @@ passed through on its way here.
 """
 
 import functools
+import importlib
 import os
 import sys
 from typing import Callable, NoReturn
@@ -30,18 +34,51 @@ from jaxser import fileio
 from jaxser.errors import ConfigError
 from jaxser.errors import JaxserError
 
-__all__ = ['define_config_flags', 'exits_on_error', 'fail', 'indices',
+__all__ = ['COMMANDS', 'config_path', 'console_main', 'define_config_flags',
+           'exits_on_error', 'fail', 'indices', 'packaged_configs',
            'parse_flags', 'run']
 
 MAX_LINE = 400  # characters of one message line
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
+
+# The `jaxser` script's subcommands: name -> (module, what it does).
+COMMANDS = {
+    'train': ('jaxser.main', 'train and evaluate one fold'),
+    'crossval': ('jaxser.crossval', 'every fold of a protocol, several seeds'),
+    'ablate': ('jaxser.ablate', "the paper's studies, with reports"),
+    'predict': ('jaxser.predict', 'classify audio files with a trained run'),
+}
 
 
 def define_config_flags(workdir_help: str) -> None:
   """`--config` (a config file, `path.py[:arg]`) and `--workdir`, required."""
   flags.DEFINE_string('workdir', None, workdir_help)
-  config_flags.DEFINE_config_file('config', None, 'The experiment config file '
-                                  '(path.py, or path.py:arg for a variant).')
+  config_flags.DEFINE_config_file(
+      'config', None, 'The experiment config: a file (path.py, or path.py:arg '
+      f'for a variant) or a packaged one by name ({", ".join(packaged_configs())}; '
+      'demo:quick).')
   flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def packaged_configs() -> list[str]:
+  """The names of the configs that ship in `jaxser/configs/`."""
+  return sorted(name[:-3] for name in os.listdir(CONFIGS)
+                if name.endswith('.py') and not name.startswith('_'))
+
+
+def config_path(value: str) -> str:
+  """`--config`'s value as a file: a packaged name becomes its file's path.
+
+  `demo`, `demo:quick` -> `<jaxser>/configs/demo.py[:quick]`; anything with a
+  path separator or ending in `.py` is a file and is returned as given.
+  """
+  name, sep, arg = value.partition(':')
+  if os.sep in name or name.endswith('.py'):
+    return value
+  if name not in packaged_configs():
+    fail(f'--config={value}: no config file {name} and no packaged config of '
+         f'that name (packaged: {", ".join(packaged_configs())})')
+  return os.path.join(CONFIGS, name + '.py') + sep + arg
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -51,6 +88,8 @@ def parse_flags(argv: list[str]) -> list[str]:
   parser for a `--config.<field>` the config does not have, which would end
   in a traceback; absl's own errors would print the whole usage.
   """
+  argv = [f'--config={config_path(a.split("=", 1)[1])}' if a.startswith('--config=')
+          else a for a in argv]
   for arg in argv[1:]:  # else ml_collections reports a missing file vaguely
     if arg.startswith('--config='):
       path = arg.split('=', 1)[1].split(':', 1)[0]
@@ -79,6 +118,23 @@ def run(main: Callable, define_flags: Callable[[], None]) -> None:
   """Defines a command's flags and runs its `main` under absl."""
   define_flags()
   app.run(main, flags_parser=parse_flags)
+
+
+def console_main() -> None:
+  """The `jaxser` script: `jaxser <command> [flags]` runs a command."""
+  command = sys.argv[1] if len(sys.argv) > 1 else ''
+  if command not in COMMANDS:
+    usage = '\n'.join(f'  jaxser {name:9s} {what}'
+                      for name, (_, what) in COMMANDS.items())
+    text = (f'usage: jaxser <command> [flags]; jaxser <command> --help lists '
+            f'its flags\n{usage}\n')
+    if command in ('', '-h', '--help', 'help'):
+      sys.stdout.write(text)
+      sys.exit(0)
+    fail(f'unknown command {command!r}\n{text}')
+  module = importlib.import_module(COMMANDS[command][0])
+  sys.argv = [f'jaxser {command}'] + sys.argv[2:]
+  run(module.main, module.define_flags)
 
 
 def fail(message: str) -> NoReturn:

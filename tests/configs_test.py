@@ -1,6 +1,9 @@
 """The configs: each builds and validates; variants change only their fields."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -43,3 +46,22 @@ def test_as_run_differs_from_as_written_only_in_the_authors_choices():
   assert run.features.pad_mode == 'reflect' and run.model.gru_cell == 'tf1'
   assert as_run.get_config('stft').features.kind == 'stft'
   assert as_run.get_config('stft').num_train_steps == stft.get_config().num_train_steps
+
+
+def test_packaged_configs_are_selected_by_name(tmp_path):
+  from jaxser import cli  # pylint: disable=g-import-not-at-top
+  assert cli.packaged_configs() == ['as_run', 'default', 'demo', 'softmax_only',
+                                    'stft', 'tiny']
+  path = cli.config_path('demo:quick')
+  assert path == os.path.join(os.path.dirname(demo.__file__), 'demo.py') + ':quick'
+  assert cli.config_path('default') == default.__file__
+  # Files stay files, wherever they are.
+  assert cli.config_path('my/config.py:x') == 'my/config.py:x'
+  assert cli.config_path('config.py') == 'config.py'
+  # An unknown name is one line naming the packaged ones.
+  result = subprocess.run(
+      [sys.executable, '-c', 'from jaxser import cli; cli.config_path("dmeo")'],
+      capture_output=True, text=True, cwd=tmp_path, check=False)
+  assert result.returncode == 1
+  assert result.stderr.startswith('jaxser: --config=dmeo: no config file dmeo and '
+                                  'no packaged config of that name (packaged: as_run,')
