@@ -6,3 +6,14 @@ from Spectrograms Using Center Loss for Speech Emotion Recognition"
 """
 
 __version__ = '0.1.0'
+
+__all__ = ['Classifier', 'Prediction', '__version__']
+
+
+def __getattr__(name):
+  # Imported on first use: `import jaxser.center_loss` stays free of flax,
+  # librosa and orbax (the classifier needs them all).
+  if name in ('Classifier', 'Prediction'):
+    from jaxser import classifier  # pylint: disable=g-import-not-at-top
+    return getattr(classifier, name)
+  raise AttributeError(f'module jaxser has no attribute {name!r}')

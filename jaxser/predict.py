@@ -2,22 +2,23 @@
 
   python -m jaxser.predict --workdir=/tmp/ser a.wav more_audio/ [--embeddings z.npy]
 
-Prints one JSON line per file: the predicted emotion, the class probabilities
-and `index`, the file's row in the --embeddings array; or, for a file that
-cannot be predicted, `{"file": ..., "error": ...}` (the others go on). A file
-cannot be predicted when it cannot be read (missing, unreadable, empty,
-non-finite samples), when its features are not finite (a finite waveform whose
-power overflows float32) or when the model's outputs for it are not finite.
-The output is strict JSON (never NaN). At the end, stderr says how many files
-could not be predicted; the exit status is non-zero only if none could, or for
-a bad argument or workdir, which ends in one line `jaxser: <message>` before
-any file is read.
+Prints one JSON line per file, in the order given (folders expanded to their
+audio files, sorted): the predicted emotion, the class probabilities and
+`index`, the file's row in the --embeddings array; or, for a file that cannot
+be predicted, `{"file": ..., "error": ...}` at its place (the others go on).
+A file cannot be predicted when it cannot be read (missing, unreadable,
+empty, non-finite samples), when its features are not finite (a finite
+waveform whose power overflows float32) or when the model's outputs for it
+are not finite. The output is strict JSON (never NaN). At the end, stderr
+says how many files could not be predicted, and the exit status is 1 if any
+could not (0 with --allow_failures, unless none could); a bad argument or
+workdir ends in one line `jaxser: <message>` before any file is read.
 
-Uses the best checkpoint (the latest if no dev evaluation ran) with the
-features and standardisation saved in it. Files are read and predicted a few
-batches at a time, each cut to the samples its features read
-(`features.crop_waveform`), so memory does not grow with the number or length
-of the files beyond reading one file.
+The model is `jaxser.Classifier`'s: the best checkpoint (the latest if no
+dev evaluation ran) with the features and standardisation saved in it.
+Files are read and predicted a few batches at a time, each cut to the
+samples its features read (`features.crop_waveform`), so memory does not
+grow with the number or length of the files beyond reading one file.
 """
 
 import io
@@ -31,15 +32,15 @@ import numpy as np
 
 from jaxser import audio
 from jaxser import cli
-from jaxser import evaluate
 from jaxser import features as features_lib
 from jaxser import fileio
-from jaxser import input_pipeline
 from jaxser import parallel
+from jaxser.classifier import Classifier
+from jaxser.classifier import check_batch_size
 from jaxser.errors import ConfigError
 from jaxser.errors import JaxserError
 
-__all__ = ['Predictor', 'define_flags', 'main']
+__all__ = ['define_flags', 'main']
 
 
 def define_flags():
@@ -49,94 +50,11 @@ def define_flags():
                       'Save the embeddings z of the predicted files (row '
                       '`index` of each) to this .npy file.')
   flags.DEFINE_integer('batch_size', 32, 'Utterances per batch.')
+  flags.DEFINE_bool('allow_failures', False, 'Exit 0 when some files could not '
+                    'be predicted (their lines still say why); 1 only if none could.')
 
 AUDIO_SUFFIXES = ('.wav', '.flac', '.ogg', '.aiff', '.aif')
 GROUP_BATCHES = 4  # Files read at once, in batches: holds a few batches' audio.
-
-
-def local_mesh() -> jax.sharding.Mesh:
-  """The devices of this process, over which batches are split."""
-  return parallel.make_mesh(jax.local_devices())
-
-
-def check_batch_size(batch_size: int, mesh, what: str = 'batch_size') -> None:
-  """Refuses a batch size the batches cannot have.
-
-  Raises:
-    ConfigError: `batch_size` is below 1 (no batch would run, and nothing
-      would be predicted) or does not divide by the devices of `mesh`.
-  """
-  if batch_size < 1:
-    raise ConfigError(f'{what}={batch_size}: must be at least 1')
-  parallel.check_divisible(batch_size, mesh, what)
-
-
-class Predictor:
-  """A restored model with its features and standardiser.
-
-  `Predictor(workdir)(waveforms, batch_size)` gives the class probabilities
-  and the embeddings z of 16 kHz mono waveforms (as `audio.load` returns).
-  Batches are split over this process's devices (`jax.local_devices()`), so
-  the batch size must divide by their number.
-
-  Attributes:
-    classes: the class names, in the order of the probabilities' columns.
-    params: the feature parameters the model was trained with.
-  """
-
-  def __init__(self, workdir: str):
-    """Restores the selected checkpoint of `workdir`.
-
-    Raises:
-      CheckpointError: no (complete) checkpoint that this code can restore.
-    """
-    record, state = evaluate.restore_selected(workdir)
-    self.config = record.config_dict()
-    self.classes = list(record.classes)
-    self.params = record.features
-    self.standardizer = record.standardizer
-    self.mesh = local_mesh()
-    self.state = parallel.replicate(state, self.mesh)
-    self._eval = evaluate.make_eval_step(self.mesh)
-
-  def __call__(self, waveforms, batch_size: int = 32):
-    """Probabilities and embeddings of waveforms.
-
-    Args:
-      waveforms: a list of 1-D float arrays of 16 kHz samples, or one such
-        array (one utterance).
-      batch_size: utterances per batch: at least 1, divisible by the number
-        of local devices.
-
-    Returns:
-      `(probs [n, classes], embeddings [n, dim])` float32, in the order of
-      `waveforms`. A waveform whose features are not finite (its power
-      overflows float32) gets non-finite rows: check with `np.isfinite`.
-
-    Raises:
-      ConfigError: a batch size below 1 or not divisible by the devices.
-      ValueError: a waveform that is not 1-D or has no samples.
-    """
-    check_batch_size(batch_size, self.mesh)
-    if getattr(waveforms, 'ndim', None) == 1:
-      waveforms = [waveforms]
-    return self.predict_features(self.features(waveforms), batch_size)
-
-  def features(self, waveforms) -> list[np.ndarray]:
-    """The model's features `[frames_i, bins]` of a list of waveforms."""
-    return features_lib.extract_numpy(waveforms, self.params)
-
-  def predict_features(self, feats: list[np.ndarray], batch_size: int):
-    """`(probs [n, classes], embeddings [n, dim])` of features, in order."""
-    examples = input_pipeline.Examples(feats, np.zeros(len(feats), np.int32),
-                                       np.arange(len(feats)), self.standardizer)
-    out = evaluate.outputs(self._eval, self.state, examples, batch_size=batch_size,
-                           buckets=self.config.buckets, mesh=self.mesh,
-                           every_process=False)
-    if not feats:  # no batch ran: empty outputs of the right widths
-      return (np.zeros((0, len(self.classes)), np.float32),
-              np.zeros((0, self.config.model.embedding_dim), np.float32))
-    return np.asarray(jax.nn.softmax(out['logits'])), out['embeddings']
 
 
 def expand(paths) -> list[str]:
@@ -203,28 +121,30 @@ def read_group(paths: list[str], params):
   return read, waves, errors
 
 
-def predict_group(predictor: Predictor, paths: list[str], batch_size: int):
-  """Yields `(path, error)` for unreadable files, then `(path, (p, z) or error)`.
+def predict_group(classifier: Classifier, paths: list[str], batch_size: int):
+  """Yields `(path, (p, z))` or `(path, error message)` for each path, in order.
 
   Only finite features reach the model, and only finite outputs are returned.
   """
-  read, waves, errors = read_group(paths, predictor.params)
-  yield from errors
-  feats = predictor.features(waves)
+  read, waves, errors = read_group(paths, classifier.params)
+  feats = classifier.features(waves)
   finite = [bool(np.all(np.isfinite(f))) for f in feats]
-  probs, z = predictor.predict_features(
+  probs, z = classifier.predict_features(
       [f for f, ok in zip(feats, finite) if ok], batch_size)
   outputs = iter(zip(probs, z))
+  results = dict(errors)
   for path, wave, ok in zip(read, waves, finite):
     if not ok:
-      yield path, (f'{path}: non-finite features: '
-                   f'{features_lib.non_finite_reason(wave, predictor.params)}')
+      results[path] = (f'{path}: non-finite features: '
+                       f'{features_lib.non_finite_reason(wave, classifier.params)}')
       continue
     p, e = next(outputs)
     if np.all(np.isfinite(p)) and np.all(np.isfinite(e)):
-      yield path, (p, e)
+      results[path] = (p, e)
     else:
-      yield path, f"{path}: the model's outputs are non-finite (NaN or Inf)"
+      results[path] = f"{path}: the model's outputs are non-finite (NaN or Inf)"
+  for path in paths:
+    yield path, results[path]
 
 
 def check_args(argv: list[str]) -> list[str]:
@@ -238,7 +158,8 @@ def check_args(argv: list[str]) -> list[str]:
   files = expand(argv[1:])
   if not files:
     raise ConfigError('give audio files or folders to predict')
-  check_batch_size(flags.FLAGS.batch_size, local_mesh(), '--batch_size')
+  check_batch_size(flags.FLAGS.batch_size, parallel.make_mesh(jax.local_devices()),
+                   '--batch_size')
   if flags.FLAGS.embeddings is not None:
     check_embeddings_path(flags.FLAGS.embeddings)
   return files
@@ -254,20 +175,20 @@ def prediction_line(path: str, probs: np.ndarray, classes, index: int) -> dict:
 @cli.exits_on_error
 def main(argv):
   files = check_args(argv)
-  predictor = Predictor(flags.FLAGS.workdir)
+  classifier = Classifier.from_workdir(flags.FLAGS.workdir)
   # No batch larger than the files need: a huge --batch_size is no memory bomb.
-  devices = predictor.mesh.devices.size
+  devices = classifier.mesh.devices.size
   batch_size = min(flags.FLAGS.batch_size, -(-len(files) // devices) * devices)
 
   # A group at a time; each file's line is printed as soon as it is known.
   group = GROUP_BATCHES * batch_size
   z_rows = []  # [dim] each: row `index` of the --embeddings array
   for start in range(0, len(files), group):
-    for path, result in predict_group(predictor, files[start:start + group], batch_size):
+    for path, result in predict_group(classifier, files[start:start + group], batch_size):
       if isinstance(result, str):
         line = {'file': path, 'error': result}
       else:
-        line = prediction_line(path, result[0], predictor.classes, len(z_rows))
+        line = prediction_line(path, result[0], classifier.classes, len(z_rows))
         z_rows.append(result[1])
       print(json.dumps(line, allow_nan=False), flush=True)
 
@@ -276,8 +197,10 @@ def main(argv):
   if flags.FLAGS.embeddings is not None:
     save_embeddings(flags.FLAGS.embeddings, np.stack(z_rows))
   if len(z_rows) < len(files):
-    print(f'jaxser: {len(files) - len(z_rows)} of {len(files)} files could not '
-          'be predicted', file=sys.stderr)
+    message = f'{len(files) - len(z_rows)} of {len(files)} files could not be predicted'
+    if not flags.FLAGS.allow_failures:
+      raise JaxserError(f'{message} (--allow_failures: exit 0 all the same)')
+    print(f'jaxser: {message}', file=sys.stderr)
 
 
 if __name__ == '__main__':

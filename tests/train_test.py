@@ -12,7 +12,8 @@ from jaxser.configs import tiny
 from jaxser import config_lib
 from jaxser import prepare
 from jaxser import input_pipeline
-from jaxser import predict
+from jaxser import evaluate
+from jaxser import Classifier
 from jaxser import parallel
 from jaxser import train
 
@@ -70,16 +71,27 @@ def test_end_to_end_metrics_checkpoints_and_predict(tone_manifest, tmp_path):
   assert np.load(tmp_path / 'z.npy').shape == (1, config.model.embedding_dim)
 
 
-def test_predictor_matches_eval_of_the_best_checkpoint(tone_manifest, tmp_path):
+def test_classifier_matches_eval_of_the_best_checkpoint(tone_manifest, tmp_path):
   config = tiny_config(tone_manifest, tmp_path)
   workdir = str(tmp_path / 'run')
-  train.train_and_evaluate(config, workdir)
-  predictor = predict.Predictor(workdir)
-  from jaxser import audio
-  wav = os.path.join(os.path.dirname(tone_manifest), 's2_sad_1.wav')
-  probs, z = predictor([audio.load(wav)])
-  assert probs.shape == (1, 4) and z.shape == (1, config.model.embedding_dim)
-  np.testing.assert_allclose(probs.sum(), 1.0, rtol=1e-5)
+  results = train.train_and_evaluate(config, workdir)
+  # The test split as the run evaluated it (its selected parameters)...
+  data = prepare.prepare(config, workdir)
+  _, state = evaluate.restore_selected(workdir)
+  mesh = parallel.make_mesh()
+  metrics, out = evaluate.evaluate(
+      evaluate.make_eval_step(mesh), parallel.replicate(state, mesh), data.test,
+      batch_size=config.eval_batch_size, buckets=tuple(config.buckets),
+      num_classes=4, mesh=mesh)
+  assert metrics['ua'] == results['ua']
+  # ...and as the classifier gives it, from the audio files.
+  classifier = Classifier.from_workdir(workdir)
+  paths = [data.utterances[int(i)].path for i in data.test.indices]
+  predictions = [classifier.classify_file(p, embeddings=True) for p in paths]
+  np.testing.assert_allclose([list(p.scores.values()) for p in predictions],
+                             jax.nn.softmax(out['logits']), atol=1e-5)
+  np.testing.assert_allclose([p.embedding for p in predictions], out['embeddings'],
+                             atol=1e-4)
 
 
 def test_compiled_train_steps_bounded_by_buckets(tone_manifest, tmp_path):
