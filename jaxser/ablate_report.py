@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 from absl import logging
 import numpy as np
 
+from jaxser import provenance
 from jaxser import report
 from jaxser import studies
 
@@ -215,7 +216,16 @@ def _setup_line(config, seeds, folds, quick):
           f'at most {config.features.max_frames} frames'
           + (' (`--quick`: a CPU size, see `jaxser/configs/demo.py:quick`)' if quick else '')
           + ". The paper's numbers are IEMOCAP under its own protocol "
-          '(docs/method.md, "Reported numbers"): compare trends, not values.')
+          '(docs/method.md, "Reported numbers"): compare trends, not values. '
+          + _made_by())
+
+
+def _made_by() -> str:
+  """Which code and libraries wrote the report (each run's results.json has more)."""
+  v = provenance.versions()
+  return (f'Written by jaxser {v["jaxser"]} (commit {provenance.git_commit() or "unknown"}), '
+          f'jax {v["jax"]}, flax {v["flax"]}, optax {v["optax"]}, on '
+          f'{", ".join(sorted(set(d.split(" ", 1)[1] for d in provenance.devices())))}.')
 
 
 def markdown(study: studies.Study, rows, summaries, figures, config, seeds,

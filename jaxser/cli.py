@@ -22,6 +22,7 @@ passed through on its way here.
 
 import functools
 import importlib
+import logging as std_logging
 import os
 import sys
 from typing import Callable, NoReturn
@@ -117,7 +118,13 @@ def parse_flags(argv: list[str]) -> list[str]:
 def run(main: Callable, define_flags: Callable[[], None]) -> None:
   """Defines a command's flags and runs its `main` under absl."""
   define_flags()
+  # jax logs its failed attempt at a TPU on every machine without one.
+  std_logging.getLogger('jax._src.xla_bridge').addFilter(_not_the_tpu_probe)
   app.run(main, flags_parser=parse_flags)
+
+
+def _not_the_tpu_probe(record: std_logging.LogRecord) -> bool:
+  return not str(record.msg).startswith("Unable to initialize backend 'tpu'")
 
 
 def console_main() -> None:

@@ -22,6 +22,7 @@ from absl import logging
 from jaxser import cli
 from jaxser import config_lib
 from jaxser import prepare
+from jaxser import provenance
 from jaxser import run_record
 from jaxser import workdir as workdir_lib
 from jaxser.data import fingerprint
@@ -67,6 +68,7 @@ def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False,
       (IdentityError); what training raises.
   """
   config_lib.validate(config)
+  started = provenance.now()
   seeds = cli.indices(seeds, '--seeds')
   folds = None if folds is None else cli.indices(folds, '--folds')
   workdir_lib.ensure_writable(workdir, 'the crossval workdir (--workdir)')
@@ -103,6 +105,7 @@ def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False,
                     'classes': result['classes']})
   summary = report.fold_summary(results, results and results[0]['classes'])
   summary['split_seed'] = split_seed
+  summary['provenance'] = provenance.describe(config, started)
   fileio.write_json(os.path.join(workdir, 'summary.json'), summary)
   fileio.atomic_write(os.path.join(workdir, 'summary.md'), report.markdown_table(summary))
   return summary

@@ -10,7 +10,6 @@ import contextlib
 import functools
 import json
 import os
-import time
 from typing import Any, Callable, NamedTuple
 
 from absl import logging
@@ -31,6 +30,8 @@ from jaxser import losses
 from jaxser import models
 from jaxser import parallel
 from jaxser import prepare as prepare_lib
+from jaxser import progress as progress_lib
+from jaxser import provenance
 from jaxser import run_record
 from jaxser import train_state
 from jaxser import workdir as workdir_lib
@@ -135,22 +136,6 @@ def _mean_metrics(step_metrics: list[tuple[int, dict]]) -> dict:
   return {k: float(np.mean([m[k] for _, m in step_metrics])) for k in keys}
 
 
-class _Progress:
-  """Steps per second and ETA for the progress line."""
-
-  def __init__(self, start_step: int, total: int):
-    self.start_step, self.total = start_step, total
-    self.t0 = time.perf_counter()
-
-  def line(self, step: int, values: dict) -> str:
-    elapsed = time.perf_counter() - self.t0
-    rate = (step - self.start_step) / max(elapsed, 1e-9)
-    eta = (self.total - step) / max(rate, 1e-9)
-    return (f'step {step}/{self.total} loss {values["loss"]:.4f} '
-            f'ce {values["ce"]:.4f} center {values["center"]:.4f} '
-            f'acc {values["accuracy"]:.3f} | {rate:.2f} steps/s, ETA {eta:.0f} s')
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        interrupt_at_step: int | None = None,
                        start_over: bool = False) -> dict | None:
@@ -186,6 +171,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     # Whatever ends the run, the checkpoint managers and the metrics file
     # are closed (orbax's threads finish) before the lock is released.
     with contextlib.ExitStack() as closing:
+      closing.enter_context(workdir_lib.log_file(workdir))
       return _train_and_evaluate(config, workdir, interrupt_at_step, closing)
   except KeyboardInterrupt:
     kept = guards.kept_message(workdir, workdir_lib.saved_step(workdir))
@@ -208,6 +194,7 @@ class _Run(NamedTuple):
   checkpoints: checkpoint_lib.Checkpoints
   iterator: Any
   writer: workdir_lib.MetricsWriter
+  started: str  # when this command began the run (provenance.now())
 
   def evaluate(self, state, split: str) -> tuple[dict, dict]:
     return evaluate_lib.evaluate(
@@ -233,9 +220,13 @@ def _train_and_evaluate(config, workdir, interrupt_at_step, closing):
   mesh = parallel.make_mesh()
   for field in ('batch_size', 'eval_batch_size'):
     parallel.check_divisible(config[field], mesh, f'config.{field}')
-  logging.info('data parallel over %d devices (%d processes): global batch %d, '
-               '%d per device', mesh.devices.size, jax.process_count(),
-               config.batch_size, config.batch_size // mesh.devices.size)
+  logging.info('devices: %s; data parallel over %d (%d processes): global batch '
+               '%d, %d per device', ', '.join(provenance.devices()), mesh.devices.size,
+               jax.process_count(), config.batch_size,
+               config.batch_size // mesh.devices.size)
+  if provenance.accelerator_warning():
+    logging.warning('%s', provenance.accelerator_warning())
+  started = provenance.now()
   data = prepare_lib.prepare(config, workdir)
   model = config_lib.create_model(config, data.label_map.num_classes)
   state = parallel.replicate(
@@ -250,7 +241,7 @@ def _train_and_evaluate(config, workdir, interrupt_at_step, closing):
   state, best, window = _resume(checkpoints, state, iterator, data.identity, workdir)
   writer = closing.enter_context(workdir_lib.MetricsWriter(workdir, int(state.step)))
   run = _Run(config, workdir, data, mesh, train_fn, eval_fn, checkpoints,
-             iterator, writer)
+             iterator, writer, started)
   state, best = _train(run, state, best, window, interrupt_at_step)
   if state is None:  # interrupted as asked
     return None
@@ -284,11 +275,11 @@ def _train(run: _Run, state, best: dict, window: list, interrupt_at_step):
   config = run.config
   start = int(state.step)
   last_saved = start or None  # the latest checkpoint on disk, for messages
-  progress = _Progress(start, config.num_train_steps)
+  progress = progress_lib.Progress(start, config.num_train_steps)
   pending = []  # (step, device metrics) not yet fetched
   for step in range(start + 1, config.num_train_steps + 1):
-    state, step_metrics = run.train_fn(state, parallel.global_batch(next(run.iterator),
-                                                                    run.mesh))
+    batch = parallel.global_batch(next(run.iterator), run.mesh)
+    state, step_metrics = progress.step(lambda: run.train_fn(state, batch), batch, step)
     pending.append((step, step_metrics))
     last = step == config.num_train_steps
     log_now = step % config.log_every_steps == 0 or last
@@ -378,6 +369,8 @@ def _final_report(run: _Run, state, best: dict) -> dict:
                       'test': len(data.test)},
   }
   results['identity'] = data.identity  # crossval and ablate check it on reuse
+  results['provenance'] = provenance.describe(config, run.started)
+  run.writer.hparams(config, {'test/ua': test['ua'], 'test/wa': test['wa']})
   if parallel.is_chief():  # complete or absent: crossval reads it
     try:
       fileio.write_json(os.path.join(workdir, 'results.json'), results)

@@ -10,6 +10,7 @@ Files a driver reads back are written by `jaxser.fileio`.
 import contextlib
 import fcntl
 import json
+import logging as std_logging
 import os
 import shutil
 import sys
@@ -25,7 +26,7 @@ from jaxser import parallel
 from jaxser.errors import JaxserError
 
 __all__ = ['MetricsWriter', 'RUN_OUTPUTS', 'WorkdirLock', 'discard_run',
-           'ensure_writable', 'preflight', 'saved_step']
+           'ensure_writable', 'log_file', 'preflight', 'saved_step']
 
 
 def preflight(config: ml_collections.ConfigDict, workdir: str) -> 'WorkdirLock':
@@ -132,7 +133,7 @@ class WorkdirLock:
 
 # What a run writes in its workdir (all of it goes with --start_over).
 RUN_OUTPUTS = (checkpoint_lib.LATEST, checkpoint_lib.BEST, checkpoint_lib.DAMAGED,
-               'tensorboard', 'metrics.jsonl', 'results.json', 'confusion.png',
+               'tensorboard', 'metrics.jsonl', 'results.json', 'log.txt', 'confusion.png',
                'embeddings_pca.png', 'curves.png',
                # jaxser.ablate's embeddings of the run's splits
                'embeddings_train.npz', 'embeddings_dev.npz', 'embeddings_test.npz')
@@ -173,7 +174,10 @@ class MetricsWriter:
     kept = _lines_to_keep(self.path, resume_step) if os.path.exists(self.path) else []
     fileio.atomic_write(self.path, ''.join(kept))
     self._file = open(self.path, 'a')
-    self._tb = _summary_writer(os.path.join(workdir, 'tensorboard'))
+    # A resumed run's events from the resumed step on are dropped by
+    # TensorBoard (purge_step), so its curves have no duplicate points.
+    self._tb = _summary_writer(os.path.join(workdir, 'tensorboard'),
+                               purge_step=resume_step + 1 if resume_step else None)
 
   def write(self, step: int, split: str, values: dict) -> None:
     if not self.enabled:
@@ -185,6 +189,20 @@ class MetricsWriter:
     for key, value in values.items():
       if isinstance(value, (int, float)):
         self._tb.add_scalar(f'{split}/{key}', value, step)
+
+  def hparams(self, config, metrics: dict) -> None:
+    """The run's config fields and final metrics, for TensorBoard's HPARAMS tab."""
+    if not self.enabled:
+      return
+    flat = {}
+    for key, value in json.loads(config.to_json_best_effort()).items():
+      items = value.items() if isinstance(value, dict) else [(None, value)]
+      for sub, v in items:
+        name = key if sub is None else f'{key}.{sub}'
+        flat[name] = v if isinstance(v, (bool, int, float, str)) else json.dumps(v)
+    with self._naming_the_file():
+      self._tb.add_hparams(flat, {k: float(v) for k, v in metrics.items()},
+                           name='hparams')
 
   def close(self):
     if self.enabled and not self._file.closed:
@@ -211,7 +229,7 @@ class MetricsWriter:
       logging.warning('%s: %s (while stopping)', e.filename, fileio.reason(e))
 
 
-def _summary_writer(logdir: str):
+def _summary_writer(logdir: str, purge_step: int | None = None):
   """A tensorboardX writer, imported without PyTorch.
 
   tensorboardX imports torch whenever it is installed, only to accept torch
@@ -226,7 +244,25 @@ def _summary_writer(logdir: str):
   finally:
     if blocked:
       del sys.modules['torch']
-  return SummaryWriter(logdir)
+  return SummaryWriter(logdir, purge_step=purge_step)
+
+
+@contextlib.contextmanager
+def log_file(workdir: str):
+  """Also writes the log to `<workdir>/log.txt` (appended to on resume)."""
+  if not parallel.is_chief():
+    yield
+    return
+  os.makedirs(workdir, exist_ok=True)
+  handler = std_logging.FileHandler(os.path.join(workdir, 'log.txt'))
+  handler.setFormatter(logging.PythonFormatter())
+  root = std_logging.getLogger()
+  root.addHandler(handler)
+  try:
+    yield
+  finally:
+    root.removeHandler(handler)
+    handler.close()
 
 
 def _lines_to_keep(path: str, resume_step: int) -> list[str]:

@@ -123,6 +123,13 @@ def cli(workdir, base, *flags, driver=None):
   return head + list(base) + [f'--workdir={workdir}', *flags]
 
 
+def results_of(workdir) -> dict:
+  """A run's results.json less its provenance (times and paths may differ)."""
+  results = json.loads((workdir / 'results.json').read_text())
+  assert set(results.pop('provenance')) >= {'config', 'versions', 'started'}
+  return results
+
+
 def predict_cli(workdir, *files):
   return [sys.executable, '-m', 'jaxser.predict', f'--workdir={workdir}', *map(str, files)]
 
@@ -545,8 +552,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result(reference, later, base, 
     assert int(got.step) == int(want.step), (kind, story)
     assert_states_equal(got, want)
     assert got_meta.best == want_meta.best
-  assert (json.loads((workdir / 'results.json').read_text())
-          == json.loads((ref / 'results.json').read_text()))
+  assert results_of(workdir) == results_of(ref)
   print('; '.join(story))
 
 
@@ -942,8 +948,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(
   damaged = list((workdir / checkpoint.DAMAGED).iterdir())
   assert len(damaged) == 1  # moved aside, not deleted
   assert read_metrics(workdir) == read_metrics(reference)
-  assert (json.loads((workdir / 'results.json').read_text())
-          == json.loads((reference / 'results.json').read_text()))
+  assert results_of(workdir) == results_of(reference)
 
 
 def test_a_reader_passes_over_a_step_rotated_away_while_it_reads(reference, tmp_path,
@@ -1020,8 +1025,7 @@ def test_a_full_disk_in_the_final_report_ends_in_one_line_and_resumes(
   status, output = run(cli(workdir, base), env, logs / 'report_again.log')
   assert status == 0, output[-3000:]
   assert read_metrics(workdir) == read_metrics(reference)
-  assert (json.loads((workdir / 'results.json').read_text())
-          == json.loads((reference / 'results.json').read_text()))
+  assert results_of(workdir) == results_of(reference)
 
 
 def test_sigint_ends_in_one_line_and_the_run_resumes(reference, later, base, env,
