@@ -1,15 +1,22 @@
-"""The training progress line: steps per second and ETA, compilation apart.
+"""How long work shows its progress.
 
-The first step of each padded length (bucket) compiles the train step, which
-takes seconds to minutes; `Progress` announces it, times it and leaves it out
-of the rate and the ETA, so they describe training, not XLA.
+`Progress` is the training progress line: steps per second and ETA,
+compilation apart. The first step of each padded length (bucket) compiles
+the train step, which takes seconds to minutes; it is announced, timed and
+left out of the rate and the ETA, so they describe training, not XLA.
+
+`bar` is the progress of a long loop (synthesising the demo corpus, building
+the feature cache): a tqdm bar on a terminal, log lines elsewhere.
 """
 
+import contextlib
+import sys
 import time
 
 from absl import logging
+import tqdm
 
-__all__ = ['Progress']
+__all__ = ['Progress', 'bar']
 
 
 class Progress:
@@ -46,3 +53,32 @@ class Progress:
     return (f'step {step}/{self.total} loss {values["loss"]:.4f} '
             f'ce {values["ce"]:.4f} center {values["center"]:.4f} '
             f'acc {values["accuracy"]:.3f} | {rate:.2f} steps/s, ETA {eta:.0f} s')
+
+
+class _LoggedBar:
+  """A progress bar for a log: a line at every tenth of the work."""
+
+  def __init__(self, total: int, desc: str, unit: str):
+    self.total, self.desc, self.unit = total, desc, unit
+    self.done, self.next_tenth, self.t0 = 0, 1, time.perf_counter()
+
+  def update(self, n: int) -> None:
+    self.done += n
+    while self.total and self.done * 10 >= self.next_tenth * self.total:
+      logging.info('%s: %d/%d %s (%.0f s)', self.desc, self.done, self.total,
+                   self.unit, time.perf_counter() - self.t0)
+      self.next_tenth += 1
+
+
+@contextlib.contextmanager
+def bar(total: int, desc: str, unit: str):
+  """A tqdm bar on a terminal; elsewhere (a log file, a pipe) ten log lines.
+
+  tqdm redraws its line with carriage returns, which a redirected log keeps
+  as one garbled line per refresh.
+  """
+  if sys.stderr.isatty():
+    with tqdm.tqdm(total=total, desc=desc, unit=unit) as shown:
+      yield shown
+  else:
+    yield _LoggedBar(total, desc, unit)

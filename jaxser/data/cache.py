@@ -58,11 +58,11 @@ import zlib
 from absl import logging
 import numpy as np
 import soundfile as sf
-import tqdm
 
 from jaxser import audio
 from jaxser import features
 from jaxser import fileio
+from jaxser import progress
 from jaxser.data import fingerprint
 from jaxser.data import records
 from jaxser.errors import AudioError
@@ -348,8 +348,8 @@ def _write_features(path: pathlib.Path, utterances, params, batch_size: int,
   """
   order = sorted(utterances, key=_expected_samples)  # similar lengths batch well
   written, issues, total = {}, {}, 0
-  with open(path, 'wb') as out, tqdm.tqdm(
-      total=len(order), desc=f'{params.kind} features', unit='utt') as bar:
+  with open(path, 'wb') as out, progress.bar(
+      len(order), f'{params.kind} features', 'utt') as bar:
     for start in range(0, len(order), chunk_size):
       chunk, waveforms = [], []
       for utt in order[start:start + chunk_size]:

@@ -32,10 +32,10 @@ import wave
 
 from absl import logging
 import numpy as np
-import tqdm
 
 from jaxser import audio
 from jaxser import fileio
+from jaxser import progress
 from jaxser.data import demo_synthesis as synthesis
 from jaxser.data import manifest
 from jaxser.data import records
@@ -142,7 +142,7 @@ def _render(specs: list[synthesis.UtteranceSpec], folder: pathlib.Path,
   # no JAX threads are forked).
   context = multiprocessing.get_context('spawn')
   with context.Pool(min(workers, len(chunks)), maxtasksperchild=1) as pool, \
-       tqdm.tqdm(total=len(specs), desc='demo corpus', unit='utt') as bar:
+       progress.bar(len(specs), 'demo corpus', 'utt') as bar:
     jobs = [(chunk, str(folder / 'wav')) for chunk in chunks]
     for result in pool.imap_unordered(_render_chunk, jobs):
       lengths.update(result)
