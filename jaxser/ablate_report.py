@@ -52,6 +52,7 @@ def variant_row(study: studies.Study, variant: studies.Variant,
       'runs': summary['num_folds'],
       'ua_mean': _pct(summary['ua']['mean']), 'ua_std': _pct(summary['ua']['std']),
       'wa_mean': _pct(summary['wa']['mean']), 'wa_std': _pct(summary['wa']['std']),
+      'f1_mean': _pct(summary['f1']['mean']), 'f1_std': _pct(summary['f1']['std']),
       'paper_setting': paper.setting if paper else '',
       'paper_ua': paper.ua if paper else None,
       'paper_wa': paper.wa if paper else None,
@@ -245,18 +246,19 @@ def markdown(study: studies.Study, rows, summaries, figures, config, seeds,
   Returns:
     The Markdown text.
   """
-  header = ('variant', 'input', 'λ', 'α', 'runs', 'UA %', 'WA %', 'paper UA %',
-            'paper WA %', 'compactness')
+  header = ('variant', 'input', 'λ', 'α', 'runs', 'UA %', 'WA %', 'macro-F1 %',
+            'paper UA %', 'paper WA %', 'compactness')
   lines = [f'# Study `{study.name}`: {study.title}', '',
            _setup_line(config, seeds, folds, quick), '',
-           '| ' + ' | '.join(header) + ' |', '|---|---|---:|---:|' + '---:|' * 6]
+           '| ' + ' | '.join(header) + ' |', '|---|---|---:|---:|' + '---:|' * 7]
   for r in rows:
     setting = f' (setting {r["paper_setting"]})' if r['paper_setting'] else ''
     lines.append(
         f'| `{r["variant"]}`{setting} | {r["features"]}'
         f'{" as run" if r["reading"] == "run" else ""} | {r["lambda"]:g} | '
         f'{r["alpha"]:g} | {r["runs"]} | {r["ua_mean"]:.2f} ± {r["ua_std"]:.2f} | '
-        f'{r["wa_mean"]:.2f} ± {r["wa_std"]:.2f} | {_fmt(r["paper_ua"])} | '
+        f'{r["wa_mean"]:.2f} ± {r["wa_std"]:.2f} | '
+        f'{r["f1_mean"]:.2f} ± {r["f1_std"]:.2f} | {_fmt(r["paper_ua"])} | '
         f'{_fmt(r["paper_wa"])} | {r["compactness_mean"]:.3f} ± '
         f'{r["compactness_std"]:.3f} |')
   lines += ['', '± is the population standard deviation over the runs (every '

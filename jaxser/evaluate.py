@@ -116,7 +116,7 @@ def evaluate(eval_fn, state: train_state.TrainState, examples: input_pipeline.Ex
   are gathered, so the metrics are over the whole split on every process.
 
   Returns:
-    `(metrics, outputs)`: metrics has 'ua', 'wa', 'ce' (class-weighted when
+    `(metrics, outputs)`: metrics has 'ua', 'wa', 'f1' (macro), 'ce' (class-weighted when
     `class_weights` is given), 'recall' (per class), 'confusion' (counts);
     outputs has 'logits', 'embeddings', 'labels' in the split's order.
   """
@@ -130,6 +130,7 @@ def evaluate(eval_fn, state: train_state.TrainState, examples: input_pipeline.Ex
   result = {
       'ua': float(metrics_lib.unweighted_accuracy(cm)),
       'wa': float(metrics_lib.weighted_accuracy(cm)),
+      'f1': float(metrics_lib.macro_f1(cm)),
       'ce': float(np.sum(weights[labels] * ce) / max(np.sum(weights[labels]), 1e-12)),
       'recall': [float(r) for r in np.asarray(metrics_lib.per_class_recall(cm))],
       'confusion': cm.astype(int).tolist(),

@@ -1,7 +1,8 @@
-"""Confusion matrices, UA and WA.
+"""Confusion matrices, UA, WA and macro-F1.
 
 UA (unweighted accuracy) is the mean per-class recall over the classes present
-(balanced accuracy); WA (weighted accuracy) is the plain accuracy. Every
+(balanced accuracy); WA (weighted accuracy) is the plain accuracy; macro-F1
+is the mean per-class F1, as toolkits such as EmoBox report beside them. Every
 function takes NumPy or JAX arrays and is jit-friendly; the confusion matrix
 is the one thing computed from predictions, the rest read it.
 """
@@ -10,7 +11,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-__all__ = ['confusion_matrix', 'per_class_recall', 'row_normalise',
+__all__ = ['confusion_matrix', 'macro_f1', 'per_class_recall', 'row_normalise',
            'unweighted_accuracy', 'weighted_accuracy']
 
 
@@ -94,3 +95,26 @@ def weighted_accuracy(cm) -> jax.Array:
   cm = jnp.asarray(cm, jnp.float32)
   chex.assert_rank(cm, 2)
   return _safe_divide(jnp.trace(cm), jnp.sum(cm))
+
+
+def macro_f1(cm) -> jax.Array:
+  """Macro-F1: the mean over classes of `2 TP / (2 TP + FP + FN)`.
+
+  The mean is over the classes that occur as a true or a predicted class,
+  and a class predicted but never true (or true but never predicted) has F1
+  0: scikit-learn's `f1_score(y_true, y_pred, average='macro')`.
+
+  Args:
+    cm: `[C, C]` confusion counts, rows = true classes.
+
+  Returns:
+    A float32 scalar; 0 for an empty matrix.
+  """
+  cm = jnp.asarray(cm, jnp.float32)
+  chex.assert_rank(cm, 2)
+  tp = jnp.diagonal(cm)
+  true, predicted = jnp.sum(cm, axis=1), jnp.sum(cm, axis=0)
+  f1 = _safe_divide(2 * tp, true + predicted)
+  present = (true + predicted) > 0
+  return _safe_divide(jnp.sum(jnp.where(present, f1, 0.0)),
+                      jnp.sum(present).astype(jnp.float32))

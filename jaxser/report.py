@@ -56,7 +56,8 @@ def fold_summary(fold_results: Sequence[Mapping],
 
   Returns:
     A JSON-ready dict: 'class_names'; 'folds' (one row per result: fold,
-    seed, ua, wa, confusion); 'num_folds'; 'ua' and 'wa', each {'mean',
+    seed, ua, wa, f1 (macro-F1 of its confusion), confusion); 'num_folds';
+    'ua', 'wa' and 'f1', each {'mean',
     'std'} over all rows with the population std (ddof=0), which 'std_ddof'
     records; 'seeds' (the mean UA and WA of each seed, in order of first
     appearance); 'confusion' (`[C, C]` average of the folds' row-normalised
@@ -72,8 +73,9 @@ def fold_summary(fold_results: Sequence[Mapping],
   if counts.shape[1:] != (num, num):
     raise ValueError(f'confusion matrices have shape {counts.shape[1:]}, '
                      f'expected ({num}, {num}) for classes {list(class_names)}')
+  # Macro-F1 from each run's counts (so summaries of older runs have it too).
   rows = [{'fold': str(r['fold']), 'seed': _plain(r['seed']), 'ua': float(r['ua']),
-           'wa': float(r['wa']), 'confusion': c.tolist()}
+           'wa': float(r['wa']), 'f1': float(metrics.macro_f1(c)), 'confusion': c.tolist()}
           for r, c in zip(fold_results, counts)]
   seeds = list(dict.fromkeys(row['seed'] for row in rows))
   return {
@@ -82,10 +84,12 @@ def fold_summary(fold_results: Sequence[Mapping],
       'num_folds': len(rows),
       'ua': _mean_std([row['ua'] for row in rows]),
       'wa': _mean_std([row['wa'] for row in rows]),
+      'f1': _mean_std([row['f1'] for row in rows]),
       'std_ddof': 0,
       'seeds': [{'seed': seed,
                  'ua': float(np.mean([r['ua'] for r in rows if r['seed'] == seed])),
-                 'wa': float(np.mean([r['wa'] for r in rows if r['seed'] == seed]))}
+                 'wa': float(np.mean([r['wa'] for r in rows if r['seed'] == seed])),
+                 'f1': float(np.mean([r['f1'] for r in rows if r['seed'] == seed]))}
                 for seed in seeds],
       'confusion': _averaged_confusion(counts).tolist(),
       'confusion_counts': counts.sum(axis=0).tolist(),
@@ -158,10 +162,11 @@ def markdown_table(summary: Mapping) -> str:
   def pct_pm(stats):
     return f'{pct(stats["mean"])} ± {pct(stats["std"])}'
 
-  folds = [(r['fold'], r['seed'], pct(r['ua']), pct(r['wa']))
+  folds = [(r['fold'], r['seed'], pct(r['ua']), pct(r['wa']), pct(r['f1']))
            for r in summary['folds']]
-  folds.append(('mean ± std', '', pct_pm(summary['ua']), pct_pm(summary['wa'])))
-  lines = _table(('fold', 'seed', 'UA %', 'WA %'), folds)
+  folds.append(('mean ± std', '', pct_pm(summary['ua']), pct_pm(summary['wa']),
+                pct_pm(summary['f1'])))
+  lines = _table(('fold', 'seed', 'UA %', 'WA %', 'macro-F1 %'), folds)
   lines += ['', f'± is the population standard deviation (ddof='
             f'{summary["std_ddof"]}) over the {summary["num_folds"]} runs '
             f'(every fold of every seed).']
@@ -170,8 +175,8 @@ def markdown_table(summary: Mapping) -> str:
               if summary['split_seed'] is None else
               f'Subsets dealt once (split seed {summary["split_seed"]}) for every seed.']
   if len(summary['seeds']) > 1:
-    lines += [''] + _table(('seed', 'mean UA %', 'mean WA %'),
-                           [(s['seed'], pct(s['ua']), pct(s['wa']))
+    lines += [''] + _table(('seed', 'mean UA %', 'mean WA %', 'mean macro-F1 %'),
+                           [(s['seed'], pct(s['ua']), pct(s['wa']), pct(s['f1']))
                             for s in summary['seeds']])
   names = summary['class_names']
   lines += ['', f'Averaged row-normalised confusion matrix (mean over the '

@@ -336,8 +336,9 @@ def _select(run: _Run, state, step: int, best: dict, kept: str) -> dict:
   if not np.isfinite(dev['ce']):
     raise NonFiniteError(f'step {step}: the dev cross-entropy is {dev["ce"]} '
                          f'(non-finite logits); training stopped, {kept}')
-  run.writer.write(step, 'dev', {k: dev[k] for k in ('ua', 'wa', 'ce')})
-  logging.info('step %d dev UA %.4f WA %.4f', step, dev['ua'], dev['wa'])
+  run.writer.write(step, 'dev', {k: dev[k] for k in ('ua', 'wa', 'f1', 'ce')})
+  logging.info('step %d dev UA %.4f WA %.4f F1 %.4f', step, dev['ua'], dev['wa'],
+               dev['f1'])
   if dev['ua'] > best['ua']:
     best = {'ua': dev['ua'], 'wa': dev['wa'], 'step': step}
     run.checkpoints.save(checkpoint_lib.BEST, step, state,
@@ -359,18 +360,19 @@ def _final_report(run: _Run, state, best: dict) -> dict:
   dev, _ = run.evaluate(state, 'dev')
   test, test_out = run.evaluate(state, 'test')
   step = config.num_train_steps
-  run.writer.write(step, 'test', {k: test[k] for k in ('ua', 'wa', 'ce')})
+  run.writer.write(step, 'test', {k: test[k] for k in ('ua', 'wa', 'f1', 'ce')})
   results = {
       'fold': data.fold_name, 'seed': config.seed,
       'classes': list(data.label_map.classes),
       'selected_step': best['step'], 'dev': dev, 'test': test,
-      'ua': test['ua'], 'wa': test['wa'], 'confusion': test['confusion'],
+      'ua': test['ua'], 'wa': test['wa'], 'f1': test['f1'],
+      'confusion': test['confusion'],
       'split_sizes': {'train': len(data.train), 'dev': len(data.dev),
                       'test': len(data.test)},
   }
   results['identity'] = data.identity  # crossval and ablate check it on reuse
   results['provenance'] = provenance.describe(config, run.started)
-  run.writer.hparams(config, {'test/ua': test['ua'], 'test/wa': test['wa']})
+  run.writer.hparams(config, {f'test/{k}': test[k] for k in ('ua', 'wa', 'f1')})
   if parallel.is_chief():  # complete or absent: crossval reads it
     try:
       fileio.write_json(os.path.join(workdir, 'results.json'), results)
@@ -383,6 +385,6 @@ def _final_report(run: _Run, state, best: dict) -> dict:
     if parallel.is_chief():
       results['plots'] = plots.run_plots(
           workdir, data.label_map.classes, test['confusion'], train_out, test_out)
-  logging.info('test UA %.4f WA %.4f (selected step %s)', test['ua'], test['wa'],
-               best['step'])
+  logging.info('test UA %.4f WA %.4f F1 %.4f (selected step %s)', test['ua'],
+               test['wa'], test['f1'], best['step'])
   return results

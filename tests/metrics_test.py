@@ -1,9 +1,12 @@
 """Tests for jaxser.metrics on hand-made predictions."""
 
 import jax
+import hypothesis
+from hypothesis import strategies as st
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import sklearn.metrics
 
 from jaxser import metrics
 
@@ -64,3 +67,21 @@ def test_ua_differs_from_wa_on_unbalanced_classes():
   cm = metrics.confusion_matrix(labels, np.zeros(10, int), 2)
   np.testing.assert_allclose(metrics.weighted_accuracy(cm), 0.8)
   np.testing.assert_allclose(metrics.unweighted_accuracy(cm), 0.5)
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(pairs=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)),
+                                 min_size=1, max_size=60))
+def test_macro_f1_is_scikit_learns(pairs):
+  y_true, y_pred = map(np.asarray, zip(*pairs))
+  cm = metrics.confusion_matrix(y_true, y_pred, 5)
+  want = sklearn.metrics.f1_score(y_true, y_pred, average='macro', zero_division=0)
+  np.testing.assert_allclose(float(metrics.macro_f1(cm)), want, rtol=1e-6, atol=1e-7)
+
+
+def test_macro_f1_by_hand():
+  # Class 0: TP 3, FP 1, FN 1 -> 0.75; class 1: TP 1, FP 1, FN 1 -> 0.5;
+  # class 2 never occurs: left out of the mean.
+  cm = np.array([[3, 1, 0], [1, 1, 0], [0, 0, 0]])
+  assert float(metrics.macro_f1(cm)) == pytest.approx(0.625)
+  assert float(metrics.macro_f1(np.zeros((3, 3)))) == 0.0

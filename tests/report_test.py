@@ -70,14 +70,16 @@ def test_fold_summary_rejects_bad_input():
 def test_markdown_table_holds_the_numbers():
   text = report.markdown_table(report.fold_summary(results(), CLASSES))
   lines = text.splitlines()
-  assert lines[0] == '| fold | seed | UA % | WA % |'
-  assert '| fold0 | 0 | 60.00 | 55.00 |' in lines
-  assert '| fold1 | 0 | 70.00 | 65.00 |' in lines
-  assert '| fold0 | 1 | 80.00 | 90.00 |' in lines
+  assert lines[0] == '| fold | seed | UA % | WA % | macro-F1 % |'
+  # Macro-F1 by hand: A's per-class F1 are 6/8, 4/8, 2/7, 10/11 (mean
+  # 61.12 %), B's 2/4, 8/9, 4/6, 6/9 (68.06 %).
+  assert '| fold0 | 0 | 60.00 | 55.00 | 61.12 |' in lines
+  assert '| fold1 | 0 | 70.00 | 65.00 | 68.06 |' in lines
+  assert '| fold0 | 1 | 80.00 | 90.00 | 61.12 |' in lines
   # 100 * sqrt(0.02 / 3) = 8.16; WA std = 100 * sqrt(0.065 / 3) = 14.72.
-  assert '| mean ± std |  | 70.00 ± 8.16 | 70.00 ± 14.72 |' in lines
+  assert '| mean ± std |  | 70.00 ± 8.16 | 70.00 ± 14.72 | 63.43 ± 3.27 |' in lines
   assert 'ddof=0' in text
-  assert '| 0 | 65.00 | 60.00 |' in lines  # seed 0's means
+  assert '| 0 | 65.00 | 60.00 | 64.59 |' in lines  # seed 0's means
   assert '| true \\ predicted | neutral | angry | happy | sad |' in lines
   assert '| neutral | 0.667 | 0.333 | 0.000 | 0.000 |' in lines
   assert '| sad | 0.083 | 0.000 | 0.000 | 0.917 |' in lines
@@ -86,7 +88,7 @@ def test_markdown_table_holds_the_numbers():
 def test_markdown_single_seed_has_no_seed_table():
   text = report.markdown_table(report.fold_summary(results()[:2], CLASSES))
   assert 'mean UA %' not in text
-  assert '| mean ± std |  | 65.00 ± 5.00 | 60.00 ± 5.00 |' in text
+  assert '| mean ± std |  | 65.00 ± 5.00 | 60.00 ± 5.00 | 64.59 ± 3.47 |' in text
 
 
 def clusters(spread, seed=0):
