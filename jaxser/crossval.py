@@ -78,23 +78,10 @@ def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False,
   workdir_lib.ensure_writable(cache, 'the feature cache (config.cache_dir)')
   utterances, labels, _ = prepare.load_corpus(config)
   content = fingerprint.corpus_fingerprint(utterances, cache)
-  plan = []  # (seed, fold, config, workdir, finished result or None)
-  for seed in seeds:
-    fold_config = config.copy_and_resolve_references()
-    fold_config.seed = seed
-    fold_config.split_seed = seed if split_seed is None else split_seed
-    fold_config.cache_dir = cache
-    count = len(protocols.make_folds(config.protocol, utterances, labels,
-                                     seed=fold_config.split_seed,
-                                     **config_lib.protocol_options(config)))
-    for fold in (folds if folds is not None else range(count)):
-      fold_config.fold = fold
-      fold_dir = os.path.join(workdir, f'seed{seed}', f'fold{fold}')
-      identity = run_record.run_identity(fold_config, content)
-      done = None if start_over else _finished(fold_dir, identity)
-      plan.append((seed, fold, fold_config.copy_and_resolve_references(), fold_dir, done))
   results = []
-  for seed, fold, fold_config, fold_dir, result in plan:
+  for seed, fold, fold_config, fold_dir, result in _plan(
+      config, workdir, seeds, folds, split_seed, start_over, cache,
+      (utterances, labels, content)):
     if result is not None:
       logging.info('seed %d fold %d: finished before, not redone', seed, fold)
     else:
@@ -109,6 +96,30 @@ def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False,
   fileio.write_json(os.path.join(workdir, 'summary.json'), summary)
   fileio.atomic_write(os.path.join(workdir, 'summary.md'), report.markdown_table(summary))
   return summary
+
+
+def _plan(config, workdir, seeds, folds, split_seed, start_over, cache, corpus):
+  """`(seed, fold, config, workdir, finished result or None)` of every run.
+
+  Every finished run's identity is checked here, before any training.
+  """
+  utterances, labels, content = corpus
+  plan = []
+  for seed in seeds:
+    fold_config = config.copy_and_resolve_references()
+    fold_config.seed = seed
+    fold_config.split_seed = seed if split_seed is None else split_seed
+    fold_config.cache_dir = cache
+    count = len(protocols.make_folds(config.protocol, utterances, labels,
+                                     seed=fold_config.split_seed,
+                                     **config_lib.protocol_options(config)))
+    for fold in (folds if folds is not None else range(count)):
+      fold_config.fold = fold
+      fold_dir = os.path.join(workdir, f'seed{seed}', f'fold{fold}')
+      identity = run_record.run_identity(fold_config, content)
+      done = None if start_over else _finished(fold_dir, identity)
+      plan.append((seed, fold, fold_config.copy_and_resolve_references(), fold_dir, done))
+  return plan
 
 
 def _finished(fold_dir: str, identity: dict) -> dict | None:

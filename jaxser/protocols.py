@@ -4,19 +4,15 @@ Each protocol is a pure function of the utterance list and the utterances'
 class indices (and of a seed where it draws), returning a list of `Split`s:
 sorted indices into that list, one `Split` per fold.
 
-- 'paper' (`paper_folds`, the authors' code; docs/method.md, Protocols):
-  within each group of (session, improvised or scripted, speaker gender,
-  emotion class) the utterances are dealt round-robin, from a random start,
-  into 10 subsets, so every subset holds each group's utterances to within
-  one. Fold k uses subset 2k as dev, subset 2k+1 as test and the other 8 for
-  training; the 5 folds cover all 10 subsets. Speaker-dependent: the same
-  speakers appear in train and test.
+- 'paper' (`paper_folds`, the authors' code): 10 stratified subsets; fold k
+  uses subset 2k as dev, 2k+1 as test, the other 8 to train.
+  Speaker-dependent.
 - 'loso' (`leave_one_session_out`): the held-out session's speakers are
-  split into dev and test (the authors' code), the other sessions train;
-  each speaker is tested once (two orders per session, the authors' runs)
-  or, as an explicit option, only the second speaker. Deterministic, no seed.
+  split into dev and test, in both orders (the authors' runs) or one.
 - 'random' (`random_split`): one split, stratified by class (80/10/10 by
   default, as the SpeechBrain IEMOCAP recipes).
+- 'given' (`given_split`): the corpus' own split (a manifest's `split`
+  column), so published splits are reproduced as they are.
 
 Everything that draws sorts by utterance id first, so a split depends on the
 utterances and the seed, not on the order of the list. `make_folds` is the one
@@ -33,10 +29,10 @@ from jaxser.data.records import Utterance
 from jaxser.errors import ConfigError
 
 __all__ = ['LOSO_ORDERS', 'PARTS', 'PROTOCOLS', 'Split', 'check_split',
-           'leave_one_session_out', 'make_folds', 'paper_folds',
+           'given_split', 'leave_one_session_out', 'make_folds', 'paper_folds',
            'paper_subsets', 'random_split']
 
-PROTOCOLS = ('paper', 'loso', 'random')
+PROTOCOLS = ('paper', 'loso', 'random', 'given')
 LOSO_ORDERS = ('both', 'one')
 PARTS = ('train', 'dev', 'test')
 
@@ -127,9 +123,8 @@ def paper_subsets(utterances: Sequence[Utterance], labels, *, seed: int,
   utterances thus puts floor(n / num_subsets) or ceil(n / num_subsets) into
   every subset. Unknown values (None) are a group value like any other.
 
-  Note: the authors grouped by the raw IEMOCAP label, so excited and happy
-  were dealt separately before being merged; here the group is the training
-  class, which keeps each class within one utterance per group.
+  (The authors grouped by the raw IEMOCAP label, dealing excited and happy
+  apart; here the group is the training class.)
 
   Args:
     utterances: the corpus, `n` records.
@@ -190,6 +185,11 @@ def _session_parts(utterances: Sequence[Utterance], labels: np.ndarray,
                    held: np.ndarray) -> list[tuple[str, np.ndarray]]:
   """A held-out session's parts, each tested once (`leave_one_session_out`).
 
+  A session of a single speaker (corpora whose session is the speaker, such
+  as CREMA-D) is split per class: each class's utterances, sorted by id,
+  give their first half (rounded down) to one part, the rest to the other.
+  Without labels the session is one class.
+
   Returns:
     `(name, indices)` per part: one per speaker, speakers in sorted order (a
     None speaker last); for a single-speaker session, the halves of each
@@ -207,14 +207,18 @@ def _session_parts(utterances: Sequence[Utterance], labels: np.ndarray,
   return [('half1', np.sort(first)), ('half2', np.setdiff1d(held, first))]
 
 
+def _require_all(utterances: Sequence[Utterance], field: str, what: str) -> None:
+  """Raises unless every utterance has `field`, naming a few that lack it."""
+  missing = [u.id for u in utterances if getattr(u, field) is None]
+  if missing:
+    raise ConfigError(f'{what} needs every utterance\'s {field}; {len(missing)} '
+                      f'have none: {", ".join(missing[:5])}'
+                      f'{" ..." if len(missing) > 5 else ""}')
+
+
 def _sessions(utterances: Sequence[Utterance]) -> list:
   """The sorted sessions; raises unless every utterance has one and there are 2+."""
-  missing = [u.id for u in utterances if u.session is None]
-  if missing:
-    raise ConfigError(
-        f'leave-one-session-out needs every utterance\'s session; '
-        f'{len(missing)} have none: {", ".join(missing[:5])}'
-        f'{" ..." if len(missing) > 5 else ""}')
+  _require_all(utterances, 'session', 'leave-one-session-out')
   sessions = sorted({u.session for u in utterances}, key=str)
   if len(sessions) < 2:
     raise ConfigError(f'leave-one-session-out needs at least 2 sessions, '
@@ -226,23 +230,15 @@ def leave_one_session_out(utterances: Sequence[Utterance], labels=None, *,
                           orders: str = 'both') -> list[Split]:
   """Leave one session out: the other sessions train, the held-out one tests.
 
-  The held-out session is split by speaker, as in the authors' code: one
-  speaker is dev, the other test. With `orders='both'` (the authors' runs)
-  each session gives one fold per speaker, that speaker tested and the
-  session's other speaker(s) dev: on IEMOCAP 10 folds, dev F / test M and
-  dev M / test F for each session, and every utterance of the corpus is
-  tested exactly once. With `orders='one'` each session gives one fold: dev
-  is the speaker whose id sorts first (for IEMOCAP 'Ses01F', the female
-  actor), test the other(s); half the corpus is tested. A session with a
-  single speaker (corpora whose session is the speaker, such as CREMA-D) is
-  split per class instead: the utterances of each class, sorted by id, give
-  their first half (rounded down) to one part and the rest to the other,
-  and the parts take the speakers' places. Without `labels` the whole
-  session is one class. No seed is needed.
-
-  Folds come in sorted session order; within a session the second part is
-  tested first, then each later part, then the first: with two speakers the
-  session's first fold is the 'one' order's.
+  The held-out session is split by speaker (`_session_parts`), as in the
+  authors' code: one speaker is dev, the other test. `orders='both'` (the
+  authors' runs): one fold per speaker, that speaker tested and the others
+  dev; on IEMOCAP 10 folds, every utterance tested exactly once. Within a
+  session the second part is tested first, then each later one, then the
+  first, so with two speakers the first fold is the 'one' order's.
+  `orders='one'`: one fold per session, dev the speaker whose id sorts first
+  (IEMOCAP's 'Ses01F', the female actor), test the other(s): half the
+  corpus tested. No seed is needed.
 
   Args:
     utterances: the corpus, `n` records, each with a session.
@@ -316,12 +312,27 @@ def random_split(utterances: Sequence[Utterance], labels, *, seed: int,
   return [_split('random', len(utterances), dev, test)]
 
 
+def given_split(utterances: Sequence[Utterance]) -> list[Split]:
+  """The corpus' own split: each utterance's `split` ('train', 'dev', 'test').
+
+  Returns:
+    A list with one split, named 'given'.
+
+  Raises:
+    ConfigError: an utterance has no split (naming a few).
+  """
+  _require_all(utterances, 'split', "protocol given (a manifest's split column)")
+  part = np.array([u.split for u in utterances])
+  return [_split('given', len(utterances), np.flatnonzero(part == 'dev'),
+                 np.flatnonzero(part == 'test'))]
+
+
 def make_folds(protocol: str, utterances: Sequence[Utterance], labels, *,
                seed: int, **options) -> list[Split]:
   """The folds of a protocol by name, each checked.
 
   Args:
-    protocol: one of `PROTOCOLS`: 'paper', 'loso' or 'random'.
+    protocol: one of `PROTOCOLS`: 'paper', 'loso', 'random' or 'given'.
     utterances: the corpus, `n` records.
     labels: `[n]` class indices.
     seed: the seed ('loso' draws nothing and ignores it).
@@ -341,6 +352,8 @@ def make_folds(protocol: str, utterances: Sequence[Utterance], labels, *,
     splits = leave_one_session_out(utterances, labels, **options)
   elif protocol == 'random':
     splits = random_split(utterances, labels, seed=seed, **options)
+  elif protocol == 'given':
+    splits = given_split(utterances, **options)
   else:
     raise ConfigError(f'config field protocol must be one of '
                       f'{", ".join(PROTOCOLS)}; got {protocol!r}')
@@ -353,10 +366,6 @@ def make_folds(protocol: str, utterances: Sequence[Utterance], labels, *,
           f'{" and ".join(empty)} ({len(utterances)} utterances in all; too '
           f'few for this protocol)')
   return splits
-
-
-# --------------------------------------------------------------------------
-# Checks.
 
 
 def check_split(split: Split, num: int) -> None:

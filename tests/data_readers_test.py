@@ -1,5 +1,6 @@
 """Readers of every corpus layout, on tiny replicas with the real naming."""
 
+import dataclasses
 import pathlib
 
 import numpy as np
@@ -7,6 +8,8 @@ import pytest
 import soundfile as sf
 
 from jaxser import data
+from jaxser import protocols
+from jaxser.data import fingerprint
 from jaxser.data import records
 from jaxser.errors import ConfigError
 from jaxser.errors import CorpusError
@@ -254,6 +257,30 @@ def test_manifest_resolves_paths_against_its_folder(tmp_path):
   assert all(u.corpus == 'manifest' and u.improvised is None for u in utterances)
   assert summary.by_class == {'neutral': 1, 'angry': 1, 'happy': 0, 'sad': 1}
   assert summary.by_speaker == {'?': 1, 'spk1': 1, 'spk2': 1}
+
+
+def test_manifest_split_column_gives_the_given_protocol(tmp_path):
+  for i in range(5):
+    write_wav(tmp_path / f'{i}.wav', seed=i)
+  (tmp_path / 'manifest.csv').write_text(
+      'path,label,split\n0.wav,angry,train\n1.wav,sad,Valid\n2.wav,sad,test\n'
+      '3.wav,neutral,train\n4.wav,happy,holdout\n')
+  utterances, summary = data.load_corpus('manifest', tmp_path)
+  assert [(u.id, u.split) for u in utterances] == [
+      ('0', 'train'), ('1', 'dev'), ('2', 'test'), ('3', 'train')]
+  (issue,) = summary.skipped
+  assert issue.kind == 'bad manifest row' and "split 'holdout'" in issue.detail
+  (split,) = protocols.make_folds('given', utterances, np.zeros(4, int), seed=0)
+  assert (split.name, split.train.tolist(), split.dev.tolist(), split.test.tolist()) == (
+      'given', [0, 3], [1], [2])
+  # A corpus without the column: refused by name; its fingerprint is as before.
+  plain = [dataclasses.replace(u, split=None) for u in utterances]
+  with pytest.raises(ConfigError, match=r"protocol given \(a manifest's split "
+                     r"column\) needs every utterance's split; 4 have none: 0, 1"):
+    protocols.make_folds('given', plain, np.zeros(4, int), seed=0)
+  hashes = {u.path: 'h' for u in utterances}
+  assert (fingerprint.from_content_hashes(plain, hashes) !=
+          fingerprint.from_content_hashes(utterances, hashes))
 
 
 def test_manifest_needs_path_and_label(tmp_path):

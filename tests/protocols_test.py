@@ -250,7 +250,7 @@ def test_random_split_partitions_any_class_sizes(sizes, seed):
 
 
 def test_make_folds_dispatches_and_checks():
-  assert protocols.PROTOCOLS == ('paper', 'loso', 'random')
+  assert protocols.PROTOCOLS == ('paper', 'loso', 'random', 'given')
   assert len(protocols.make_folds('paper', UTTS, LABELS, seed=0)) == 5
   assert len(protocols.make_folds('loso', UTTS, LABELS, seed=0)) == 10
   assert len(protocols.make_folds('loso', UTTS, LABELS, seed=0, orders='one')) == 5

@@ -24,7 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.demo_seed = 0  # Seed of the demo corpus.
 
   # Protocol: which utterances train, select (dev) and report (test).
-  config.protocol = 'paper'  # paper | loso | random
+  config.protocol = 'paper'  # paper | loso | random | given (a manifest's split column)
   config.fold = 0  # Fold of the protocol to run (crossval runs them all).
   config.split_seed = 0  # Seed of the protocol's random subsets.
   config.loso_orders = 'both'  # loso: both (each speaker of a session tests once) | one

@@ -97,6 +97,8 @@ def from_content_hashes(utterances: Sequence[records.Utterance],
   for utt in sorted(utterances, key=lambda u: u.id):
     fields = [utt.id, utt.label, utt.speaker, utt.gender, utt.session,
               utt.improvised, utt.corpus, hashes[utt.path]]
+    if utt.split is not None:  # (corpora without splits keep their fingerprints)
+      fields.append(utt.split)
     digest.update(json.dumps(fields).encode() + b'\n')
   return digest.hexdigest()
 

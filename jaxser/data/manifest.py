@@ -9,9 +9,11 @@ and `label` (a canonical name such as `neutral`, or an alias such as `anger`,
 `fear`, `neu`: see `records.LABEL_ALIASES`). Optional columns: `id` (default:
 the path relative to the CSV's folder, without its suffix unless files differ
 only in their suffix, as `x.flac` and `x.ogg`), `speaker`,
-`session`, `gender` (M/F/male/female; anything else is unknown) and
-`improvised` (true/false, yes/no, 1/0, improvised/scripted). Other columns are
-ignored. Audio may be any format libsndfile reads, at any rate.
+`session`, `gender` (M/F/male/female; anything else is unknown),
+`improvised` (true/false, yes/no, 1/0, improvised/scripted) and `split`
+(train, dev or test; valid, validation and val mean dev): a published split,
+which `config.protocol='given'` uses as it is. Other columns are ignored.
+Audio may be any format libsndfile reads, at any rate.
 """
 
 import collections
@@ -29,6 +31,8 @@ NAME = 'manifest'
 FILE_NAME = 'manifest.csv'  # looked for when `root` is a folder
 _REQUIRED = ('path', 'label')
 
+_SPLITS = {'train': 'train', 'dev': 'dev', 'valid': 'dev', 'validation': 'dev',
+           'val': 'dev', 'test': 'test'}
 _BOOLEANS = {'true': True, 'yes': True, '1': True, 'improvised': True,
              'false': False, 'no': False, '0': False, 'scripted': False}
 
@@ -120,10 +124,15 @@ def _parse(row: dict, csv_path: pathlib.Path, number: int, corpus: str):
   if improvised and improvised not in _BOOLEANS:
     return records.Issue('bad manifest row', str(path),
                          f'improvised {row["improvised"]!r} ({where}) is not true/false')
+  split = row.get('split', '').lower()
+  if split and split not in _SPLITS:
+    return records.Issue('bad manifest row', str(path),
+                         f'split {row["split"]!r} ({where}) is not train, dev or test')
   default_id = pathlib.PurePath(os.path.relpath(path, csv_path.parent)).with_suffix('')
   return records.Utterance(
       id=row.get('id') or default_id.as_posix(), path=str(path), label=label,
       speaker=row.get('speaker') or None,
       gender=records.parse_gender(row.get('gender')),
       session=row.get('session') or None,
-      improvised=_BOOLEANS.get(improvised), corpus=corpus)
+      improvised=_BOOLEANS.get(improvised), corpus=corpus,
+      split=_SPLITS.get(split))

@@ -79,6 +79,9 @@ class Utterance:
       (the speaker where a corpus has no sessions); None if unknown.
     improvised: True (improvised), False (scripted) or None (unknown).
     corpus: the corpus name ('iemocap', 'crema_d', ..., 'manifest', 'demo').
+    split: 'train', 'dev' or 'test' where the corpus gives a split (a
+      manifest's `split` column: a published split for the 'given'
+      protocol), else None.
   """
   id: str
   path: str
@@ -88,6 +91,7 @@ class Utterance:
   session: str | None
   improvised: bool | None
   corpus: str
+  split: str | None = None
 
   def __post_init__(self):
     if self.gender not in (None,) + _GENDERS:
