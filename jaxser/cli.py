@@ -32,6 +32,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from jaxser import fileio
+from jaxser import xla_options
 from jaxser.errors import ConfigError
 from jaxser.errors import JaxserError
 
@@ -120,6 +121,7 @@ def run(main: Callable, define_flags: Callable[[], None]) -> None:
   define_flags()
   # jax logs its failed attempt at a TPU on every machine without one.
   std_logging.getLogger('jax._src.xla_bridge').addFilter(_not_the_tpu_probe)
+  xla_options.enable_compilation_cache()
   app.run(main, flags_parser=parse_flags)
 
 

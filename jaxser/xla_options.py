@@ -1,7 +1,10 @@
-"""XLA compiler options of the train, eval and predict steps, as measured.
+"""How the train, eval and predict steps compile: XLA options and a cache.
 
-They live with the steps that compile under them, not with the model: the
-model (`models.py`) is architecture only.
+`compiler_options` are the XLA options they run fastest under, as measured;
+they live with the steps that compile under them, not with the model (the
+model, `models.py`, is architecture only). `enable_compilation_cache` keeps
+compiled programs on disk between processes, so a second run or prediction
+loads them instead of compiling again.
 """
 
 import functools
@@ -10,7 +13,7 @@ import os
 import jax
 import jax.numpy as jnp
 
-__all__ = ['compiler_options']
+__all__ = ['compilation_cache_dir', 'compiler_options', 'enable_compilation_cache']
 
 # XLA:CPU (jaxlib 0.10 here) hands convolutions, dots and reductions to
 # YNNPACK by default. For this model's convolutions and their gradients
@@ -62,3 +65,41 @@ def compiler_options(backend: str | None = None,
       continue
     return options
   return {}
+
+
+def compilation_cache_dir() -> str | None:
+  """Where compiled programs are kept, or None when the cache is off.
+
+  `$JAXSER_COMPILATION_CACHE` (a folder, or `off`), else jax's own
+  `$JAX_COMPILATION_CACHE_DIR`, else `$JAXSER_CACHE/xla` or
+  `~/.cache/jaxser/xla`.
+  """
+  chosen = os.environ.get('JAXSER_COMPILATION_CACHE')
+  if chosen is not None:
+    return None if chosen.lower() in ('', '0', 'off', 'false', 'no') else chosen
+  if os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+    return os.environ['JAX_COMPILATION_CACHE_DIR']
+  base = os.environ.get('JAXSER_CACHE') or os.path.join(
+      os.path.expanduser('~'), '.cache', 'jaxser')
+  return os.path.join(base, 'xla')
+
+
+def enable_compilation_cache() -> str | None:
+  """Turns on jax's persistent compilation cache; returns its folder (or None).
+
+  Every program is kept, however fast it compiled: the commands' start-up is
+  many small programs. XLA keys each entry by the program, the compiler
+  options, the device and the jax version, so an entry is only reused for
+  the same computation. The commands call this; a library user may too.
+  """
+  folder = compilation_cache_dir()
+  if folder is None:
+    return None
+  try:
+    os.makedirs(folder, exist_ok=True)
+  except OSError:
+    return None  # a read-only home: compile every time, as without a cache
+  jax.config.update('jax_compilation_cache_dir', folder)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+  return folder
