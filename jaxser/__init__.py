@@ -13,7 +13,10 @@ __all__ = ['Classifier', 'Prediction', '__version__']
 def __getattr__(name):
   # Imported on first use: `import jaxser.center_loss` stays free of flax,
   # librosa and orbax (the classifier needs them all).
-  if name in ('Classifier', 'Prediction'):
+  if name == 'Classifier':
     from jaxser import classifier  # pylint: disable=g-import-not-at-top
-    return getattr(classifier, name)
+    return classifier.Classifier
+  if name == 'Prediction':
+    from jaxser import prediction  # pylint: disable=g-import-not-at-top
+    return prediction.Prediction
   raise AttributeError(f'module jaxser has no attribute {name!r}')

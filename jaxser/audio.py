@@ -9,7 +9,8 @@ import soxr
 from jaxser.errors import AudioError
 
 __all__ = ['MIN_SAMPLE_RATE', 'SAMPLE_RATE', 'describe_low_rate',
-           'describe_truncation', 'load', 'to_mono_rate', 'wav_truncation']
+           'describe_truncation', 'from_array', 'load', 'to_mono_rate',
+           'wav_truncation']
 
 SAMPLE_RATE = 16000  # Hz; every feature parameter assumes it.
 # Lower rates hold no speech band worth the name (telephone speech is 8 kHz),
@@ -141,3 +142,30 @@ def to_mono_rate(data: np.ndarray, rate: int,
     data = soxr.resample(data, rate, sample_rate, quality='HQ')
   return np.ascontiguousarray(data, dtype=np.float32)
 
+
+
+def from_array(wave, rate: int, where: str = 'the waveform') -> np.ndarray:
+  """Samples given in memory, checked and made 16 kHz mono float32 as `load` does.
+
+  Args:
+    wave: `[samples]` or `[samples, channels]`.
+    rate: its sampling rate in Hz.
+    where: how messages name it ('waveform 3').
+
+  Raises:
+    AudioError: no samples, non-finite samples or a rate below
+      `MIN_SAMPLE_RATE`, naming `where`.
+    ValueError: a rate that is not a positive int.
+  """
+  if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate < 1:
+    raise ValueError(f'sampling_rate={rate!r}: must be a positive int (Hz)')
+  if rate < MIN_SAMPLE_RATE:
+    raise AudioError(f'{where}: {describe_low_rate(rate)}', 'unreadable audio')
+  wave = np.asarray(wave, np.float32)
+  if wave.ndim not in (1, 2) or wave.shape[0] == 0:
+    raise AudioError(f'{where}: expected [samples] or [samples, channels] with '
+                     f'samples, got shape {wave.shape}', 'empty audio')
+  if not np.all(np.isfinite(wave)):
+    raise AudioError(f'{where}: {int(np.sum(~np.isfinite(wave)))} non-finite '
+                     '(NaN or Inf) samples', 'non-finite samples')
+  return to_mono_rate(wave, rate)

@@ -14,7 +14,7 @@ resampled to 16 kHz, and each utterance cut to the samples its features read
 (`jax.local_devices()`), so a batch size must divide by their number.
 """
 
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import jax
 import numpy as np
@@ -24,24 +24,12 @@ from jaxser import evaluate
 from jaxser import features as features_lib
 from jaxser import input_pipeline
 from jaxser import parallel
+from jaxser import prediction
+from jaxser.prediction import Prediction
 from jaxser.errors import AudioError
 from jaxser.errors import ConfigError
 
 __all__ = ['Classifier', 'Prediction', 'check_batch_size']
-
-
-class Prediction(NamedTuple):
-  """One utterance's result.
-
-  Attributes:
-    label: the most probable class.
-    scores: every class' probability, in the model's class order.
-    embedding: the embedding z `[dim]` (the centre loss' feature), when
-      asked for; else None.
-  """
-  label: str
-  scores: dict[str, float]
-  embedding: np.ndarray | None = None
 
 
 def check_batch_size(batch_size: int, mesh, what: str = 'batch_size') -> None:
@@ -105,6 +93,7 @@ class Classifier:
         below `audio.MIN_SAMPLE_RATE`, or its features are not finite (its
         power overflows float32); the message says which utterance.
       ConfigError: a bad batch size.
+      ValueError: a sampling rate that is not a positive int.
     """
     single = isinstance(waveform, np.ndarray) or not isinstance(waveform, Sequence)
     waves = [waveform] if single else list(waveform)
@@ -118,7 +107,7 @@ class Classifier:
                          f'{features_lib.non_finite_reason(w, self.params)}',
                          'non-finite features')
     probs, z = self.predict_features(feats, batch_size)
-    out = [self._prediction(p, e if embeddings else None) for p, e in zip(probs, z)]
+    out = prediction.predictions(self.classes, probs, z, embeddings=embeddings)
     return out[0] if single else out
 
   def classify_file(self, path, *, embeddings: bool = False) -> Prediction:
@@ -136,24 +125,8 @@ class Classifier:
 
   def _prepared(self, wave, rate: int, index: int | None) -> np.ndarray:
     """One utterance as 16 kHz mono float32, cut to its features' samples."""
-    where = _which(index, index is None)
-    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate < 1:
-      raise ConfigError(f'sampling_rate={rate!r}: must be a positive int (Hz)')
-    if rate < audio.MIN_SAMPLE_RATE:
-      raise AudioError(f'{where}: {audio.describe_low_rate(rate)}', 'unreadable audio')
-    wave = np.asarray(wave, np.float32)
-    if wave.ndim not in (1, 2) or wave.shape[0] == 0:
-      raise AudioError(f'{where}: expected [samples] or [samples, channels] with '
-                       f'samples, got shape {wave.shape}', 'empty audio')
-    if not np.all(np.isfinite(wave)):
-      raise AudioError(f'{where}: {int(np.sum(~np.isfinite(wave)))} non-finite '
-                       '(NaN or Inf) samples', 'non-finite samples')
-    return features_lib.crop_waveform(audio.to_mono_rate(wave, rate), self.params)
-
-  def _prediction(self, probs, z) -> Prediction:
-    return Prediction(label=self.classes[int(np.argmax(probs))],
-                      scores={c: float(p) for c, p in zip(self.classes, probs)},
-                      embedding=z)
+    return features_lib.crop_waveform(
+        audio.from_array(wave, rate, _which(index, index is None)), self.params)
 
   def features(self, waveforms) -> list[np.ndarray]:
     """The model's features `[frames_i, bins]` of 16 kHz mono waveforms."""

@@ -3,7 +3,7 @@
 Each command (`main`, `crossval`, `ablate`, `predict`) defines its flags only
 when run (`define_flags`, so importing it defines nothing) and starts with
 `cli.run(main, define_flags)`; the installed `jaxser` script runs them as
-subcommands (`console_main`: `jaxser train|predict|crossval|ablate`). The
+subcommands (`console_main`: `jaxser train|crossval|ablate|predict|export`). The
 flags are parsed by `parse_flags`: an unknown `--config.<field>` or a bad
 flag value is one line, with ml_collections' "did you mean" where it has
 one. `--config` takes a config file (`path.py[:arg]`) or the name of a
@@ -49,6 +49,7 @@ COMMANDS = {
     'crossval': ('jaxser.crossval', 'every fold of a protocol, several seeds'),
     'ablate': ('jaxser.ablate', "the paper's studies, with reports"),
     'predict': ('jaxser.predict', 'classify audio files with a trained run'),
+    'export': ('jaxser.export', 'a trained run as StableHLO, to run without jaxser'),
 }
 
 

@@ -34,6 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxser import gru
 from jaxser import ops
 
 __all__ = [
@@ -318,7 +319,7 @@ class CRNN(nn.Module):
     # ...), so checkpoints and the readout test see flax's GRU.
     if self.gru_cell not in ('flax', 'tf1'):
       raise ValueError(f"CRNN.gru_cell={self.gru_cell!r}: 'flax' or 'tf1'")
-    params = ops.TF1GRUParams if self.gru_cell == 'tf1' else ops.GRUParams
+    params = gru.TF1GRUParams if self.gru_cell == 'tf1' else gru.GRUParams
     if self.share_gru_weights:
       forward = backward = params(self.gru_units, self.param_dtype, name='gru')
     else:
@@ -326,5 +327,5 @@ class CRNN(nn.Module):
       backward = params(self.gru_units, self.param_dtype, name='gru_bw')
     fw, bw = forward(x.shape[-1]), backward(x.shape[-1])
     x, *weights = nn.dtypes.promote_dtype(x, *fw, *bw, dtype=self.dtype)
-    fw, bw = ops.GRUWeights(*weights[:4]), ops.GRUWeights(*weights[4:])
-    return ops.bigru(x, lengths, fw, bw, reset_before=self.gru_cell == 'tf1')
+    fw, bw = gru.GRUWeights(*weights[:4]), gru.GRUWeights(*weights[4:])
+    return gru.bigru(x, lengths, fw, bw, reset_before=self.gru_cell == 'tf1')

@@ -163,7 +163,7 @@ def test_installed_script_trains_and_predicts(installed, tone_manifest, tmp_path
   workdir = tmp_path / 'run'
   common = dict(capture_output=True, text=True, cwd=tmp_path, env=env)
   help_text = subprocess.run([str(bin_dir / 'jaxser')], check=True, **common).stdout
-  assert 'jaxser train' in help_text and 'jaxser predict' in help_text
+  assert 'jaxser train' in help_text and 'jaxser export' in help_text
   train = subprocess.run(
       [str(bin_dir / 'jaxser'), 'train', '--config=tiny', f'--workdir={workdir}',
        '--config.corpus=manifest', f'--config.corpus_root={tone_manifest}',

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxser import gru
 from jaxser import ops
 
 UNITS = 8  # GRU units of the BiGRU tests.
@@ -68,17 +69,17 @@ class FlaxBiGRU(nn.Module):
 
 
 class OpsBiGRU(nn.Module):
-  """`ops.bigru` over `ops.GRUParams` named as the reference names its cells."""
+  """`gru.bigru` over `gru.GRUParams` named as the reference names its cells."""
   share: bool
 
   @nn.compact
   def __call__(self, x, lengths):
     if self.share:
-      forward = backward = ops.GRUParams(UNITS, name='gru')
+      forward = backward = gru.GRUParams(UNITS, name='gru')
     else:
-      forward = ops.GRUParams(UNITS, name='gru_fw')
-      backward = ops.GRUParams(UNITS, name='gru_bw')
-    return ops.bigru(x, lengths, forward(x.shape[-1]), backward(x.shape[-1]))
+      forward = gru.GRUParams(UNITS, name='gru_fw')
+      backward = gru.GRUParams(UNITS, name='gru_bw')
+    return gru.bigru(x, lengths, forward(x.shape[-1]), backward(x.shape[-1]))
 
 
 @pytest.mark.parametrize('share', [False, True])
@@ -97,8 +98,8 @@ def test_bigru_equals_flax_rnn(share):
   chex.assert_trees_all_equal(ours_params, params)
 
   def ours(params, x):
-    return ops.bigru(x, lengths, ops.gru_weights(params[names[0]]),
-                     ops.gru_weights(params[names[1]]))
+    return gru.bigru(x, lengths, gru.gru_weights(params[names[0]]),
+                     gru.gru_weights(params[names[1]]))
 
   r = jax.random.normal(jax.random.key(7), (3, 2 * UNITS))
 
@@ -139,9 +140,9 @@ def test_bigru_reset_before_equals_tf1_equations(share):
   class TF1BiGRU(nn.Module):
     @nn.compact
     def __call__(self, x, lengths):
-      fw = ops.TF1GRUParams(UNITS, name=names[0])
-      bw = fw if share else ops.TF1GRUParams(UNITS, name=names[1])
-      return ops.bigru(x, lengths, fw(x.shape[-1]), bw(x.shape[-1]),
+      fw = gru.TF1GRUParams(UNITS, name=names[0])
+      bw = fw if share else gru.TF1GRUParams(UNITS, name=names[1])
+      return gru.bigru(x, lengths, fw(x.shape[-1]), bw(x.shape[-1]),
                        reset_before=True)
 
   variables = TF1BiGRU().init(jax.random.key(0), x, lengths)
@@ -177,9 +178,9 @@ def test_shared_bigru_is_symmetric_under_reversal(cell):
   class SharedBiGRU(nn.Module):
     @nn.compact
     def __call__(self, x, lengths):
-      params = (ops.TF1GRUParams if cell == 'tf1' else ops.GRUParams)(UNITS, name='gru')
+      params = (gru.TF1GRUParams if cell == 'tf1' else gru.GRUParams)(UNITS, name='gru')
       weights = params(x.shape[-1])
-      return ops.bigru(x, lengths, weights, weights, reset_before=cell == 'tf1')
+      return gru.bigru(x, lengths, weights, weights, reset_before=cell == 'tf1')
 
   variables = SharedBiGRU().init(jax.random.key(0), x, lengths)
   assert list(variables['params']) == ['gru']  # exactly one cell's parameters
