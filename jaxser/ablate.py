@@ -219,7 +219,7 @@ def fold_embeddings(fold_dir: str, splits: Sequence[str] = ('test',)) -> dict:
 
   Returns:
     split -> {'z': `[n, dim]`, 'labels': `[n]`, 'ua': the re-evaluated UA,
-    'confusion': `[C, C]` counts}.
+    'confusion': `[C, C]` counts, 'centers': `[C, dim]` the learned centres}.
   """
   paths = {s: os.path.join(fold_dir, f'embeddings_{s}.npz') for s in splits}
   source = _embeddings_source(fold_dir)
@@ -240,21 +240,24 @@ def fold_embeddings(fold_dir: str, splits: Sequence[str] = ('test',)) -> dict:
           mesh=mesh)
       buffer = io.BytesIO()
       np.savez(buffer, z=out['embeddings'], labels=out['labels'], ua=metrics['ua'],
-               confusion=np.asarray(metrics['confusion']), source=source)
+               confusion=np.asarray(metrics['confusion']), source=source,
+               centers=np.asarray(state.centers.centers))
       fileio.atomic_write(paths[split], buffer.getvalue())
   out = {}
   for split, path in paths.items():
     with np.load(path) as saved:
       out[split] = {'z': saved['z'], 'labels': saved['labels'],
-                    'ua': float(saved['ua']), 'confusion': saved['confusion']}
+                    'ua': float(saved['ua']), 'confusion': saved['confusion'],
+                    'centers': saved['centers']}
   return out
 
 
 def _embeddings_source(fold_dir: str) -> str:
   """What a fold's embeddings come from: its run's identity and selected step."""
   results = _read_json(os.path.join(fold_dir, 'results.json')) or {}
-  return json.dumps([results.get('identity'), results.get('selected_step')],
-                    sort_keys=True)
+  # 'with centres': files written before the centres were kept are redone.
+  return json.dumps([results.get('identity'), results.get('selected_step'),
+                     'with centres'], sort_keys=True)
 
 
 def _saved_source(path: str) -> str | None:

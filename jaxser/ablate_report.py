@@ -11,6 +11,7 @@ lambda, alpha's spread), the confusion matrices beside the paper's Tables
 """
 
 import csv
+import json
 import math
 import os
 from typing import Mapping, Sequence
@@ -294,6 +295,7 @@ def _figures(study, study_dir, rows, summaries, first_runs) -> list[tuple[str, s
       path = os.path.join(study_dir, f'ua_wa_vs_{field}.png')
       figures.append((f'UA and WA against {field} (Figure 3)',
                       plots.ua_wa_curve(swept, field, path, title=study.title)))
+  figures += _figure4s(study, study_dir, rows, summaries, first_runs)
   for variant in study.variants:
     fold_dir, compact, both = first_runs[variant.name]
     classes = summaries[variant.name]['class_names']
@@ -303,7 +305,8 @@ def _figures(study, study_dir, rows, summaries, first_runs) -> list[tuple[str, s
                     '(Figure 4)', plots.embeddings_pca(
                         both['train']['z'], both['train']['labels'],
                         both['test']['z'], both['test']['labels'], classes, path,
-                        title=f'{variant.name}: test compactness {compact:.3f}')))
+                        title=f'{variant.name}, {_run_name(fold_dir)}: test compactness '
+                              f'{compact:.3f}', centers=both['train']['centers'])))
   for variant in study.variants:
     summary = summaries[variant.name]
     path = os.path.join(study_dir, f'confusion_{variant.name}.png')
@@ -311,6 +314,47 @@ def _figures(study, study_dir, rows, summaries, first_runs) -> list[tuple[str, s
         np.asarray(summary['confusion_counts']), summary['class_names'], path,
         title=f'{variant.name}: summed over {summary["num_folds"]} runs, row-normalised')))
   return figures
+
+
+def _run_name(fold_dir: str) -> str:
+  """'seed0/fold3 (Ses02_test_Ses02F)': where a figure's run is."""
+  results = {}
+  path = os.path.join(fold_dir, 'results.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      results = json.load(f)
+  where = '/'.join(fold_dir.rstrip('/').split('/')[-2:])
+  return f'{where} ({results["fold"]})' if 'fold' in results else where
+
+
+def _figure4s(study, study_dir, rows, summaries, first_runs) -> list[tuple[str, str]]:
+  """The paper's Figure 4 per input and reading: settings 1 and 2 side by side."""
+  from jaxser import plots  # pylint: disable=g-import-not-at-top (matplotlib is slow to import)
+  out = []
+  for kind, reading in dict.fromkeys((r['features'], r['reading']) for r in rows):
+    pair = [next((r for r in rows if r['features'] == kind and r['reading'] == reading
+                  and r['lambda'] == lam and (lam == 0 or r['alpha'] == 0.5)), None)
+            for lam in (0.0, 0.3)]
+    if None in pair:
+      continue
+    panels = []
+    for row in pair:
+      fold_dir, compact, both = first_runs[row['variant']]
+      panels.append({'train_z': both['train']['z'], 'test_z': both['test']['z'],
+                     'test_labels': both['test']['labels'],
+                     'centers': both['train']['centers'],
+                     'title': f'λ {row["lambda"]:g}: test UA {both["test"]["ua"] * 100:.1f} %, '
+                              f'compactness {compact:.3f}'})
+    name = f'figure4_{kind}{"_as_run" if reading == "run" else ""}.png'
+    where = _run_name(first_runs[pair[0]['variant']][0])
+    out.append((f'Figure 4 ({kind}{", as run" if reading == "run" else ""}): test '
+                'embeddings without and with the centre loss, each on its own '
+                'training PCA axes, shared limits', plots.figure4(
+                    panels, summaries[pair[0]['variant']]['class_names'],
+                    os.path.join(study_dir, name),
+                    title=f'{kind} test embeddings, {where}: without (left) and with '
+                          '(right) the centre loss')))
+  return out
 
 
 def write(study: studies.Study, study_dir: str, rows, summaries, first_runs,

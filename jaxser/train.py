@@ -384,7 +384,9 @@ def _final_report(run: _Run, state, best: dict) -> dict:
     _, train_out = run.evaluate(state, 'train')
     if parallel.is_chief():
       results['plots'] = plots.run_plots(
-          workdir, data.label_map.classes, test['confusion'], train_out, test_out)
+          workdir, data.label_map.classes, test['confusion'], train_out, test_out,
+          title=plots.run_title(config, data.fold_name, test),
+          centers=np.asarray(state.centers.centers))
   logging.info('test UA %.4f WA %.4f F1 %.4f (selected step %s)', test['ua'],
                test['wa'], test['f1'], best['step'])
   return results

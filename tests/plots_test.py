@@ -124,3 +124,29 @@ def test_ua_wa_curve_writes_png(tmp_path, field, values):
   path = tmp_path / f'{field}.png'
   assert plots.ua_wa_curve(rows, field, path, title=field) == path
   assert_png(path)
+
+
+def test_pca_axes_explain_the_variance():
+  rng = np.random.default_rng(3)
+  z = rng.normal(size=(500, 3)) * np.array([3.0, 1.0, 0.1])
+  _, axes, explained = plots.pca_axes(z)
+  # Variances 9, 1 and 0.01 (about): the first two axes hold 90 % and 10 %.
+  np.testing.assert_allclose(explained, [9 / 10.01, 1 / 10.01], atol=0.02)
+  assert abs(axes[0, 0]) > 0.99 and abs(axes[1, 1]) > 0.99
+
+
+def test_figure4_draws_runs_side_by_side_with_centres(tmp_path):
+  rng = np.random.default_rng(2)
+  panels = []
+  for spread in (3.0, 1.0):  # without and with the centre loss
+    centres = rng.normal(size=(4, 8)) * 5
+    train_labels, test_labels = rng.integers(0, 4, 200), rng.integers(0, 4, 60)
+    panels.append({'train_z': centres[train_labels] + spread * rng.normal(size=(200, 8)),
+                   'test_z': centres[test_labels] + spread * rng.normal(size=(60, 8)),
+                   'test_labels': test_labels, 'centers': centres,
+                   'title': f'spread {spread}'})
+  path = tmp_path / 'figure4.png'
+  assert plots.figure4(panels, CLASSES, path, title='Figure 4') == path
+  assert_png(path)
+  panels[0]['centers'] = None  # a run without saved centres still draws
+  assert_png(plots.figure4(panels, CLASSES, tmp_path / 'no_centres.png'))
