@@ -1,4 +1,5 @@
-"""jaxser.progress: the compile is left out of the rate; bars in a log."""
+"""jaxser.progress: the compile is left out of the rate; bars in a log; and
+jaxser.provenance names an accelerator installed but unused."""
 
 import time
 
@@ -32,3 +33,23 @@ def test_bar_logs_ten_lines_when_not_a_terminal(monkeypatch):
   assert len(lines) == 10
   assert lines[0].startswith('mel features: 4/40 utt') and lines[-1].startswith(
       'mel features: 40/40 utt')
+
+
+def test_an_unused_accelerator_plugin_is_named(monkeypatch):
+  import importlib.metadata  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxser import provenance  # pylint: disable=g-import-not-at-top
+  real = importlib.metadata.version
+
+  def version(name):
+    if name == 'jax-cuda12-plugin':
+      return '0.10.2'
+    if name in ('jax-cuda13-plugin', 'jax-rocm7-plugin', 'libtpu'):
+      raise importlib.metadata.PackageNotFoundError(name)
+    return real(name)
+  monkeypatch.setattr(importlib.metadata, 'version', version)
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'cpu')
+  assert provenance.accelerator_warning().startswith(
+      'jax-cuda12-plugin is installed but jax runs on the cpu: no gpu was found')
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  assert provenance.accelerator_warning() is None
