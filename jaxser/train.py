@@ -171,8 +171,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     # Whatever ends the run, the checkpoint managers and the metrics file
     # are closed (orbax's threads finish) before the lock is released.
     with contextlib.ExitStack() as closing:
-      closing.enter_context(workdir_lib.log_file(workdir))
-      return _train_and_evaluate(config, workdir, interrupt_at_step, closing)
+      run_log = closing.enter_context(workdir_lib.log_file(workdir))
+      return _train_and_evaluate(config, workdir, interrupt_at_step, closing, run_log)
   except KeyboardInterrupt:
     kept = guards.kept_message(workdir, workdir_lib.saved_step(workdir))
     raise Interrupted(f'interrupted; {kept}; rerun the same command to resume') from None
@@ -215,13 +215,13 @@ class _Run(NamedTuple):
         train_window=tuple(window))
 
 
-def _train_and_evaluate(config, workdir, interrupt_at_step, closing):
+def _train_and_evaluate(config, workdir, interrupt_at_step, closing, run_log):
   """Sets the run up, resumes it if a checkpoint is there, trains, reports."""
   mesh = parallel.make_mesh()
   for field in ('batch_size', 'eval_batch_size'):
     parallel.check_divisible(config[field], mesh, f'config.{field}')
-  logging.info('devices: %s; data parallel over %d (%d processes): global batch '
-               '%d, %d per device', ', '.join(provenance.devices()), mesh.devices.size,
+  logging.info('devices: %s; data parallel over %d devices (%d processes): '
+               'global batch %d, %d per device', ', '.join(provenance.devices()), mesh.devices.size,
                jax.process_count(), config.batch_size,
                config.batch_size // mesh.devices.size)
   if provenance.accelerator_warning():
@@ -239,6 +239,7 @@ def _train_and_evaluate(config, workdir, interrupt_at_step, closing):
       seed=config.seed, shard_index=jax.process_index(),
       shard_count=jax.process_count()))
   state, best, window = _resume(checkpoints, state, iterator, data.identity, workdir)
+  run_log.start()  # the workdir holds this run: its log may be written
   writer = closing.enter_context(workdir_lib.MetricsWriter(workdir, int(state.step)))
   run = _Run(config, workdir, data, mesh, train_fn, eval_fn, checkpoints,
              iterator, writer, started)

@@ -25,7 +25,7 @@ from jaxser import fileio
 from jaxser import parallel
 from jaxser.errors import JaxserError
 
-__all__ = ['MetricsWriter', 'RUN_OUTPUTS', 'WorkdirLock', 'discard_run',
+__all__ = ['MetricsWriter', 'RUN_OUTPUTS', 'RunLog', 'WorkdirLock', 'discard_run',
            'ensure_writable', 'log_file', 'preflight', 'saved_step']
 
 
@@ -247,19 +247,48 @@ def _summary_writer(logdir: str, purge_step: int | None = None):
   return SummaryWriter(logdir, purge_step=purge_step)
 
 
+class RunLog(std_logging.Handler):
+  """The log of a run, for `<workdir>/log.txt` (appended to on resume).
+
+  Records are held in memory until `start()`, which the trainer calls once
+  the workdir is known to hold this run (its checkpoint's identity checked):
+  a refused command leaves the workdir exactly as it was, log included.
+  """
+
+  def __init__(self, path: str):
+    super().__init__()
+    self.path, self._held, self._file = path, [], None
+    self.setFormatter(logging.PythonFormatter())
+
+  def emit(self, record):
+    text = self.format(record) + '\n'
+    if self._file is None:
+      self._held.append(text)
+    else:
+      self._file.write(text)
+      self._file.flush()
+
+  def start(self) -> None:
+    if self._file is None and parallel.is_chief():
+      self._file = open(self.path, 'a')
+      self._file.writelines(self._held)
+      self._file.flush()
+    self._held = []
+
+  def close(self):
+    if self._file is not None:
+      self._file.close()
+    super().close()
+
+
 @contextlib.contextmanager
 def log_file(workdir: str):
-  """Also writes the log to `<workdir>/log.txt` (appended to on resume)."""
-  if not parallel.is_chief():
-    yield
-    return
-  os.makedirs(workdir, exist_ok=True)
-  handler = std_logging.FileHandler(os.path.join(workdir, 'log.txt'))
-  handler.setFormatter(logging.PythonFormatter())
+  """Collects the log for `<workdir>/log.txt`; yields the `RunLog` to start."""
+  handler = RunLog(os.path.join(workdir, 'log.txt'))
   root = std_logging.getLogger()
   root.addHandler(handler)
   try:
-    yield
+    yield handler
   finally:
     root.removeHandler(handler)
     handler.close()
