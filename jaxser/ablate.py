@@ -88,6 +88,8 @@ def define_flags():
 
 
 RUNS = 'runs'
+# What a reusable crossval summary holds (an older one lacks some).
+SUMMARY_FIELDS = {'ua', 'wa', 'f1', 'folds', 'confusion', 'provenance'}
 RUN_RECORD = 'run.json'
 DEFAULT_SEEDS = (0, 1, 2)
 
@@ -170,7 +172,10 @@ def run_variant(config: ml_collections.ConfigDict, workdir: str, variant: Varian
           f"{run_dir} was trained on another corpus (the corpus' utterances or "
           'audio changed); use another --workdir for this ablation')
     summary = _read_json(os.path.join(run_dir, 'summary.json'))
-    if record.get('finished') == wanted and summary is not None:
+    # A summary of an older jaxser (without a field this one reports) is
+    # made again by crossval, from the finished runs, without training.
+    if (record.get('finished') == wanted and summary is not None
+        and SUMMARY_FIELDS <= set(summary)):
       logging.info('%s: all runs finished before, summary reused', run_dir)
       return summary
   os.makedirs(run_dir, exist_ok=True)

@@ -156,7 +156,7 @@ def _reading_lines(rows, summaries):
 def sweep(rows: Sequence[dict], field: str) -> list[dict] | None:
   """The rows sorted by `field` if they differ in it alone (2+ values), else None."""
   others = {'lambda': 'alpha', 'alpha': 'lambda'}[field]
-  if len({(r['features'], r[others]) for r in rows}) != 1:
+  if len({(r['features'], r[others], r.get('reading')) for r in rows}) != 1:
     return None
   if len({r[field] for r in rows}) < 2:
     return None

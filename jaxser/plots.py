@@ -285,9 +285,9 @@ def ua_wa_bars(rows: Sequence[Mapping], path, *, title: str = ''):
     means = [r[f'{metric}_mean'] for r in rows]
     ax.bar(x + offset, means, width=0.38, yerr=[r[f'{metric}_std'] for r in rows],
            capsize=3, color=colour, alpha=0.75, label=f'{metric.upper()} measured')
-    for xi, mean in zip(x + offset, means):
-      ax.annotate(f'{mean:.1f}', (xi, mean), textcoords='offset points',
-                  xytext=(0, 2), ha='center', va='bottom', fontsize=7)
+    for xi, mean in zip(x + offset, means):  # inside the bar, clear of the error bar
+      ax.annotate(f'{mean:.1f}', (xi, 0), textcoords='offset points',
+                  xytext=(0, 3), ha='center', va='bottom', fontsize=7, color='white')
     paper = [(xi, r[f'paper_{metric}']) for xi, r in zip(x + offset, rows)
              if r[f'paper_{metric}'] is not None]
     if paper:
