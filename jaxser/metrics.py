@@ -43,6 +43,12 @@ def _safe_divide(numerator, denominator):
   return numerator / jnp.where(denominator > 0, denominator, 1)
 
 
+def _mean_where(values, present):
+  """The mean of `values` over the classes where `present`; 0 where none is."""
+  return _safe_divide(jnp.sum(jnp.where(present, values, 0.0)),
+                      jnp.sum(present).astype(jnp.float32))
+
+
 def row_normalise(cm) -> jax.Array:
   """Each row divided by its sum; rows with no examples are all zeros.
 
@@ -78,9 +84,7 @@ def unweighted_accuracy(cm) -> jax.Array:
   Returns:
     A float32 scalar; 0 for an empty matrix.
   """
-  present = jnp.sum(jnp.asarray(cm), axis=1) > 0
-  return _safe_divide(jnp.sum(jnp.where(present, per_class_recall(cm), 0.0)),
-                      jnp.sum(present).astype(jnp.float32))
+  return _mean_where(per_class_recall(cm), jnp.sum(jnp.asarray(cm), axis=1) > 0)
 
 
 def weighted_accuracy(cm) -> jax.Array:
@@ -114,7 +118,4 @@ def macro_f1(cm) -> jax.Array:
   chex.assert_rank(cm, 2)
   tp = jnp.diagonal(cm)
   true, predicted = jnp.sum(cm, axis=1), jnp.sum(cm, axis=0)
-  f1 = _safe_divide(2 * tp, true + predicted)
-  present = (true + predicted) > 0
-  return _safe_divide(jnp.sum(jnp.where(present, f1, 0.0)),
-                      jnp.sum(present).astype(jnp.float32))
+  return _mean_where(_safe_divide(2 * tp, true + predicted), (true + predicted) > 0)
