@@ -19,6 +19,7 @@ from jax import export as jax_export
 import numpy as np
 
 from jaxser import prediction
+from jaxser.errors import AudioError
 
 __all__ = ['ExportedModel', 'load']
 
@@ -83,6 +84,10 @@ class ExportedModel:
 
     Returns:
       A `Prediction` (label, scores, embedding), or a list of them.
+
+    Raises:
+      AudioError: as `Classifier.classify`: bad samples or non-finite
+        features, naming the utterance.
     """
     from jaxser import audio  # pylint: disable=g-import-not-at-top
     from jaxser import features as features_lib  # pylint: disable=g-import-not-at-top
@@ -91,7 +96,13 @@ class ExportedModel:
     waves = [features_lib.crop_waveform(audio.from_array(
                  w, sampling_rate, 'the waveform' if single else f'waveform {i}'), params)
              for i, w in enumerate([waveform] if single else waveform)]
-    probs, z = self.predict_features(features_lib.extract_numpy(waves, params))
+    feats = features_lib.extract_numpy(waves, params)
+    for i, (f, w) in enumerate(zip(feats, waves)):
+      if not np.all(np.isfinite(f)):
+        raise AudioError(f'{"the waveform" if single else f"waveform {i}"}: non-finite '
+                         f'features: {features_lib.non_finite_reason(w, params)}',
+                         'non-finite features')
+    probs, z = self.predict_features(feats)
     out = prediction.predictions(self.classes, probs, z, embeddings=embeddings)
     return out[0] if single else out
 

@@ -77,3 +77,16 @@ def test_export_refuses_what_it_cannot_do(run, tmp_path):
   out = subprocess.run([sys.executable, '-m', 'jaxser.export', f'--workdir={run}'],
                        capture_output=True, text=True, cwd=ROOT)
   assert out.returncode == 1 and out.stderr.strip().endswith('jaxser: --output is required')
+
+
+def test_exported_model_refuses_bad_audio(run, tmp_path):
+  from jaxser import export, exported  # pylint: disable=g-import-not-at-top
+  from jaxser.errors import AudioError  # pylint: disable=g-import-not-at-top
+  path = tmp_path / 'model.jaxser'
+  export.export(str(run), str(path), platforms=('cpu',))
+  model = exported.load(path)
+  loud = (np.random.default_rng(0).standard_normal(16000) * 1e20).astype(np.float32)
+  with pytest.raises(AudioError, match="waveform 1: non-finite features: the audio's power"):
+    model.classify([np.zeros(16000, np.float32), loud], 16000)
+  with pytest.raises(AudioError, match='the waveform: 1 non-finite'):
+    model.classify(np.array([0.0, np.nan] + [0.0] * 800), 16000)
