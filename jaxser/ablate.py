@@ -37,7 +37,6 @@ ablation fit a 2-core CPU (`./launch.sh ablate --quick` passes both).
 """
 
 import glob
-import io
 import json
 import math
 import os
@@ -57,7 +56,6 @@ from jaxser import config_lib
 from jaxser import crossval
 from jaxser import evaluate
 from jaxser import fileio
-from jaxser import parallel
 from jaxser import prepare as prepare_lib
 from jaxser import report
 from jaxser import run_record
@@ -71,7 +69,7 @@ from jaxser.studies import Study
 from jaxser.studies import Variant
 
 __all__ = ['DEFAULT_SEEDS', 'QUICK_FOLDS', 'QUICK_SEEDS', 'define_flags',
-           'fold_dirs', 'fold_embeddings', 'main', 'run',
+           'fold_dirs', 'main', 'run',
            'run_study', 'run_variant', 'variant_config']
 
 
@@ -215,65 +213,6 @@ def fold_dirs(run_dir: str, seeds: Sequence[int],
   return out
 
 
-def fold_embeddings(fold_dir: str, splits: Sequence[str] = ('test',)) -> dict:
-  """Embeddings of a fold's splits under its selected parameters, cached.
-
-  Runs `evaluate.evaluate` on the fold's data (`prepare.prepare` with the
-  config saved in the checkpoint). Each split is kept in
-  `<fold_dir>/embeddings_<split>.npz` and read back from there later.
-
-  Returns:
-    split -> {'z': `[n, dim]`, 'labels': `[n]`, 'ua': the re-evaluated UA,
-    'confusion': `[C, C]` counts, 'centers': `[C, dim]` the learned centres}.
-  """
-  paths = {s: os.path.join(fold_dir, f'embeddings_{s}.npz') for s in splits}
-  source = _embeddings_source(fold_dir)
-  missing = [s for s in splits if _saved_source(paths[s]) != source]
-  if missing:
-    # The selected checkpoint, evaluated as the training run evaluates: the
-    # package's jitted eval step over every device, the state replicated.
-    record, state = evaluate.restore_selected(fold_dir)
-    config = record.config_dict()
-    data = prepare_lib.prepare(config, fold_dir)
-    mesh = parallel.make_mesh()
-    state = parallel.replicate(state, mesh)
-    eval_fn = evaluate.make_eval_step(mesh)
-    for split in missing:
-      metrics, out = evaluate.evaluate(
-          eval_fn, state, getattr(data, split), batch_size=config.eval_batch_size,
-          buckets=tuple(config.buckets), num_classes=data.label_map.num_classes,
-          mesh=mesh)
-      buffer = io.BytesIO()
-      np.savez(buffer, z=out['embeddings'], labels=out['labels'], ua=metrics['ua'],
-               confusion=np.asarray(metrics['confusion']), source=source,
-               centers=np.asarray(state.centers.centers))
-      fileio.atomic_write(paths[split], buffer.getvalue())
-  out = {}
-  for split, path in paths.items():
-    with np.load(path) as saved:
-      out[split] = {'z': saved['z'], 'labels': saved['labels'],
-                    'ua': float(saved['ua']), 'confusion': saved['confusion'],
-                    'centers': saved['centers']}
-  return out
-
-
-def _embeddings_source(fold_dir: str) -> str:
-  """What a fold's embeddings come from: its run's identity and selected step."""
-  results = _read_json(os.path.join(fold_dir, 'results.json')) or {}
-  # 'with centres': files written before the centres were kept are redone.
-  return json.dumps([results.get('identity'), results.get('selected_step'),
-                     'with centres'], sort_keys=True)
-
-
-def _saved_source(path: str) -> str | None:
-  """The source an embeddings file was saved from; None if none is readable."""
-  try:
-    with np.load(path) as saved:
-      return str(saved['source'])
-  except (OSError, KeyError, ValueError):  # absent, unreadable, or older
-    return None
-
-
 # --------------------------------------------------------------------------
 # One study.
 
@@ -321,8 +260,8 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, study: Study,
     _link(study_dir, variant)
     dirs = fold_dirs(os.path.join(workdir, RUNS, variant.key), seeds, folds)
     # The first run's training embeddings too: its PCA figure needs them.
-    first = fold_embeddings(dirs[0], ('train', 'test'))
-    test_sets = [first['test']] + [fold_embeddings(d)['test'] for d in dirs[1:]]
+    first = evaluate.run_embeddings(dirs[0], ('train', 'test'))
+    test_sets = [first['test']] + [evaluate.run_embeddings(d)['test'] for d in dirs[1:]]
     compact = [_compactness(e) for e in test_sets]
     first_runs[variant.name] = (dirs[0], compact[0], first)
     summaries[variant.name] = summary

@@ -367,7 +367,7 @@ def write(study: studies.Study, study_dir: str, rows, summaries, first_runs,
     rows: its rows (`variant_row`), in the study's order.
     summaries: variant name -> its crossval summary (`report.fold_summary`).
     first_runs: variant name -> (folder, test compactness, embeddings) of its
-      first run, the embeddings as `ablate.fold_embeddings(folder, ('train',
+      first run, the embeddings as `evaluate.run_embeddings(folder, ('train',
       'test'))` returns them: the PCA figure shows that run.
     config: the base config the variants were run with.
     seeds: the seeds.

@@ -50,6 +50,7 @@ COMMANDS = {
     'ablate': ('jaxser.ablate', "the paper's studies, with reports"),
     'predict': ('jaxser.predict', 'classify audio files with a trained run'),
     'export': ('jaxser.export', 'a trained run as StableHLO, to run without jaxser'),
+    'augment': ('jaxser.augment', "generative augmentation of a run's last layer"),
 }
 
 

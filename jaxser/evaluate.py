@@ -5,6 +5,11 @@ embeddings (`ablate`) all evaluate through here, so there is one eval step
 and one loop over a split's batches (`outputs`).
 """
 
+import io
+import json
+import os
+from typing import Sequence
+
 from absl import logging
 import jax
 import jax.numpy as jnp
@@ -12,6 +17,7 @@ import numpy as np
 
 from jaxser import checkpoint as checkpoint_lib
 from jaxser import config_lib
+from jaxser import fileio
 from jaxser import input_pipeline
 from jaxser import losses
 from jaxser import metrics as metrics_lib
@@ -20,7 +26,8 @@ from jaxser import train_state
 from jaxser import xla_options
 from jaxser.run_record import RunRecord
 
-__all__ = ['eval_step', 'evaluate', 'make_eval_step', 'outputs', 'restore_selected']
+__all__ = ['eval_step', 'evaluate', 'make_eval_step', 'outputs', 'restore_selected',
+           'run_embeddings']
 
 
 def eval_step(state: train_state.TrainState, batch: dict) -> dict:
@@ -136,3 +143,67 @@ def evaluate(eval_fn, state: train_state.TrainState, examples: input_pipeline.Ex
       'confusion': cm.astype(int).tolist(),
   }
   return result, {'logits': logits, 'embeddings': out['embeddings'], 'labels': labels}
+
+
+def run_embeddings(fold_dir: str, splits: Sequence[str] = ('test',)) -> dict:
+  """Embeddings of a fold's splits under its selected parameters, cached.
+
+  Runs `evaluate.evaluate` on the fold's data (`prepare.prepare` with the
+  config saved in the checkpoint). Each split is kept in
+  `<fold_dir>/embeddings_<split>.npz` and read back from there later.
+
+  Returns:
+    split -> {'z': `[n, dim]`, 'labels': `[n]`, 'ua': the re-evaluated UA,
+    'confusion': `[C, C]` counts, 'centers': `[C, dim]` the learned centres}.
+  """
+  paths = {s: os.path.join(fold_dir, f'embeddings_{s}.npz') for s in splits}
+  source = _embeddings_source(fold_dir)
+  missing = [s for s in splits if _saved_source(paths[s]) != source]
+  if missing:
+    # The selected checkpoint, evaluated as the training run evaluates: the
+    # package's jitted eval step over every device, the state replicated.
+    record, state = restore_selected(fold_dir)
+    config = record.config_dict()
+    from jaxser import prepare as prepare_lib  # pylint: disable=g-import-not-at-top (slow to import)
+    data = prepare_lib.prepare(config, fold_dir)
+    mesh = parallel.make_mesh()
+    state = parallel.replicate(state, mesh)
+    eval_fn = make_eval_step(mesh)
+    for split in missing:
+      metrics, out = evaluate(
+          eval_fn, state, getattr(data, split), batch_size=config.eval_batch_size,
+          buckets=tuple(config.buckets), num_classes=data.label_map.num_classes,
+          mesh=mesh)
+      buffer = io.BytesIO()
+      np.savez(buffer, z=out['embeddings'], labels=out['labels'], ua=metrics['ua'],
+               confusion=np.asarray(metrics['confusion']), source=source,
+               centers=np.asarray(state.centers.centers))
+      fileio.atomic_write(paths[split], buffer.getvalue())
+  out = {}
+  for split, path in paths.items():
+    with np.load(path) as saved:
+      out[split] = {'z': saved['z'], 'labels': saved['labels'],
+                    'ua': float(saved['ua']), 'confusion': saved['confusion'],
+                    'centers': saved['centers']}
+  return out
+
+
+def _embeddings_source(fold_dir: str) -> str:
+  """What a fold's embeddings come from: its run's identity and selected step."""
+  path = os.path.join(fold_dir, 'results.json')
+  results = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      results = json.load(f)
+  # 'with centres': files written before the centres were kept are redone.
+  return json.dumps([results.get('identity'), results.get('selected_step'),
+                     'with centres'], sort_keys=True)
+
+
+def _saved_source(path: str) -> str | None:
+  """The source an embeddings file was saved from; None if none is readable."""
+  try:
+    with np.load(path) as saved:
+      return str(saved['source'])
+  except (OSError, KeyError, ValueError):  # absent, unreadable, or older
+    return None

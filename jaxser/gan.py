@@ -172,40 +172,22 @@ def train_step(state: GANState, real_z, real_labels, real_condition=None, *,
   Gaussian term). `info_weight=0` is a plain conditional GAN.
 
   Args:
-    state: the `GANState`.
-    real_z: `[batch, dim]` real embeddings.
-    real_labels: `[batch]` their classes.
-    real_condition: `[batch, t]` their condition rows, or None.
+    state: the `GANState`; `real_z [batch, dim]`, `real_labels [batch]` and
+      `real_condition [batch, t]` (or None): a batch of real vectors.
     generator, discriminator, g_tx, d_tx: the networks and optimisers.
-    noise_dim: the generator's noise size.
-    prior: `[C]` the distribution of the fake codes (without a condition).
-    info_weight: the weight of the MI term.
-    real_code_weight: the weight of Q's loss on real vectors.
+    noise_dim: the noise size; prior: `[C]` the fake codes' distribution
+      (without a condition); info_weight, real_code_weight: the weights.
 
   Returns:
     `(state, metrics)`: 'd_loss', 'g_loss', 'mi_bound' (nats, on this
     step's fakes) and 'real_code_accuracy' (Q on the real batch).
   """
   prior = jnp.asarray(prior, jnp.float32)
-  code_key, noise_key, pick_key = jax.random.split(
-      jax.random.fold_in(state.rng, state.step), 3)
+  codes, condition, noise = _draw(state, real_labels, real_condition, prior, noise_dim)
   batch = real_z.shape[0]
-  if real_condition is None:
-    codes = jax.random.categorical(code_key, jnp.log(prior), shape=(batch,))
-    condition = None
-  else:
-    picked = jax.random.randint(pick_key, (batch,), 0, batch)
-    codes, condition = real_labels[picked], real_condition[picked]
-  noise = jax.random.normal(noise_key, (batch, noise_dim))
 
   def fake_of(g_params):
     return generator.apply({'params': g_params}, noise, codes, condition)
-
-  def info_terms(q_logits, t_mean):
-    terms = code_cross_entropy(q_logits, codes)
-    if condition is not None:
-      terms = terms + condition_nll(t_mean, condition)
-    return terms
 
   def d_loss_fn(d_params):
     fake = jax.lax.stop_gradient(fake_of(state.g_params))
@@ -213,30 +195,53 @@ def train_step(state: GANState, real_z, real_labels, real_condition=None, *,
     fake_logit, fake_q, fake_t = discriminator.apply({'params': d_params}, fake)
     loss = (jnp.mean(discriminator_loss(real_logit, fake_logit))
             + real_code_weight * jnp.mean(code_cross_entropy(real_q, real_labels))
-            + info_weight * jnp.mean(info_terms(fake_q, fake_t)))
+            + info_weight * jnp.mean(_info_terms(fake_q, fake_t, codes, condition)))
     return loss, jnp.mean(jnp.argmax(real_q, -1) == real_labels)
 
-  (d_loss, real_accuracy), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
-      state.d_params)
-  d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
-  d_params = optax.apply_updates(state.d_params, d_updates)
+  d_loss, real_accuracy, d_params, d_opt_state = _update(
+      d_loss_fn, state.d_params, state.d_opt_state, d_tx)
 
   def g_loss_fn(g_params):
     fake_logit, fake_q, fake_t = discriminator.apply({'params': d_params}, fake_of(g_params))
     loss = (jnp.mean(generator_loss(fake_logit))
-            + info_weight * jnp.mean(info_terms(fake_q, fake_t)))
+            + info_weight * jnp.mean(_info_terms(fake_q, fake_t, codes, condition)))
     return loss, fake_q
 
-  (g_loss, fake_q), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
-  g_updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
-  g_params = optax.apply_updates(state.g_params, g_updates)
-  bound_prior = prior if real_condition is None else jnp.bincount(
-      codes, length=prior.shape[0]) / batch
+  g_loss, fake_q, g_params, g_opt_state = _update(
+      g_loss_fn, state.g_params, state.g_opt_state, g_tx)
   metrics = {'d_loss': d_loss, 'g_loss': g_loss,
-             'mi_bound': mutual_information_bound(fake_q, codes, bound_prior),
+             'mi_bound': mutual_information_bound(fake_q, codes, prior if condition is None
+                                                  else jnp.bincount(codes, length=prior.shape[0]) / batch),
              'real_code_accuracy': real_accuracy}
   return state._replace(step=state.step + 1, g_params=g_params, d_params=d_params,
                         g_opt_state=g_opt_state, d_opt_state=d_opt_state), metrics
+
+
+def _info_terms(q_logits, t_mean, codes, condition):
+  """The InfoGAN term per example: the code's and, with one, the condition's."""
+  terms = code_cross_entropy(q_logits, codes)
+  return terms if condition is None else terms + condition_nll(t_mean, condition)
+
+
+def _update(loss_fn, params, opt_state, tx):
+  """`(loss, aux, params, opt_state)` after one step of `tx` on `loss_fn`."""
+  (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  updates, opt_state = tx.update(grads, opt_state, params)
+  return loss, aux, optax.apply_updates(params, updates), opt_state
+
+
+def _draw(state: GANState, real_labels, real_condition, prior, noise_dim: int):
+  """The step's fake codes, condition rows and noise, from `fold_in(rng, step)`."""
+  code_key, noise_key, pick_key = jax.random.split(
+      jax.random.fold_in(state.rng, state.step), 3)
+  batch = real_labels.shape[0]
+  if real_condition is None:
+    codes = jax.random.categorical(code_key, jnp.log(prior), shape=(batch,))
+    condition = None
+  else:
+    picked = jax.random.randint(pick_key, (batch,), 0, batch)
+    codes, condition = real_labels[picked], real_condition[picked]
+  return codes, condition, jax.random.normal(noise_key, (batch, noise_dim))
 
 
 def make_train_step(**options):

@@ -24,7 +24,7 @@ import numpy as np
 from jaxser import metrics
 
 __all__ = ['PALETTE', 'confusion', 'embeddings_pca', 'figure4', 'pca_2d', 'pca_axes',
-           'run_plots', 'run_title', 'training_curves', 'ua_wa_bars', 'ua_wa_curve']
+           'real_and_generated', 'run_plots', 'run_title', 'training_curves', 'ua_wa_bars', 'ua_wa_curve']
 
 _DPI = 120
 # Okabe & Ito (2008): blue, orange, bluish green, vermillion, reddish purple,
@@ -113,9 +113,14 @@ def pca_2d(fit_z, *apply_z) -> tuple[np.ndarray, ...]:
   Returns:
     `([n, 2] fit_z projected, [m, 2] each apply_z projected ...)`.
   """
-  mean, axes, _ = pca_axes(fit_z)
-  return tuple((np.asarray(z, np.float64) - mean) @ axes.T
-               for z in (fit_z,) + apply_z)
+  project, _ = _projector(fit_z)
+  return tuple(project(z) for z in (fit_z,) + apply_z)
+
+
+def _projector(fit_z):
+  """`(z -> [n, 2] on fit_z's PCA axes, explained [2])`."""
+  mean, axes, explained = pca_axes(fit_z)
+  return (lambda z: (np.asarray(z, np.float64) - mean) @ axes.T), explained
 
 
 def _scatter(ax, points, labels, class_names, title, centers=None, explained=None):
@@ -147,23 +152,10 @@ def embeddings_pca(train_z, train_labels, test_z, test_labels,
   Points coloured by class, the two panels sharing their axes so that the
   spread of the classes compares directly; each axis says how much of the
   training embeddings' variance it holds, and the learned class centres
-  (when given) are drawn on both panels.
-
-  Args:
-    train_z: `[n, d]` training embeddings (they define the axes).
-    train_labels: `[n]` class indices.
-    test_z: `[m, d]` test embeddings.
-    test_labels: `[m]` class indices.
-    class_names: the class names, by index.
-    path: the PNG to write.
-    title: the figure title (the run's identity).
-    centers: `[C, d]` the class centres, or None.
-
-  Returns:
-    `path`.
+  (`[C, d]`, when given) are drawn on both panels. `train_z [n, d]` defines
+  the axes; labels are class indices into `class_names`. Returns `path`.
   """
-  mean, axes_2d, explained = pca_axes(train_z)
-  project = lambda z: (np.asarray(z, np.float64) - mean) @ axes_2d.T
+  project, explained = _projector(train_z)
   c2d = None if centers is None else project(centers)
   fig = mpl_figure.Figure(figsize=(11, 5))
   axes = fig.subplots(1, 2, sharex=True, sharey=True)
@@ -181,21 +173,13 @@ def figure4(panels: Sequence[Mapping], class_names: Sequence[str], path, *,
   loss): its test embeddings on its own training embeddings' PCA axes, its
   centres as stars, the axes' explained variance, and its title.
 
-  Args:
-    panels: one mapping per panel: 'train_z', 'test_z', 'test_labels',
-      'title', and 'centers' (`[C, d]`, or None).
-    class_names: the class names, by index.
-    path: the PNG to write.
-    title: the figure title.
-
-  Returns:
-    `path`.
+  `panels`: one mapping per panel, with 'train_z', 'test_z', 'test_labels',
+  'title' and 'centers' (`[C, d]`, or None). Returns `path`.
   """
   fig = mpl_figure.Figure(figsize=(5.5 * len(panels), 5))
   axes = np.atleast_1d(fig.subplots(1, len(panels), sharex=True, sharey=True))
   for ax, panel in zip(axes, panels):
-    mean, axes_2d, explained = pca_axes(panel['train_z'])
-    project = lambda z: (np.asarray(z, np.float64) - mean) @ axes_2d.T  # pylint: disable=cell-var-from-loop
+    project, explained = _projector(panel['train_z'])
     centers = panel.get('centers')
     _scatter(ax, project(panel['test_z']), panel['test_labels'], class_names,
              panel['title'], None if centers is None else project(centers), explained)
@@ -352,6 +336,33 @@ def ua_wa_curve(rows: Sequence[Mapping], field: str, path, *, title: str = ''):
   ax.set_title(title)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
+  return _save(fig, path)
+
+
+def real_and_generated(real_z, real_labels, generated: Mapping, class_names, path,
+                       *, title: str = ''):
+  """Real vectors (dots) and generated ones (crosses) per class, one panel each.
+
+  `generated` maps a panel's name to `(z [m, d], labels [m])`; every panel
+  uses the PCA axes of the real `[n, d]` vectors. Returns `path`.
+  """
+  project, explained = _projector(real_z)
+  real_2d, real_labels = project(real_z), np.asarray(real_labels)
+  fig = mpl_figure.Figure(figsize=(5.5 * len(generated), 5))
+  axes = np.atleast_1d(fig.subplots(1, len(generated), sharex=True, sharey=True))
+  for ax, (name, (z, labels)) in zip(axes, generated.items()):
+    fake_2d, labels = project(z), np.asarray(labels)
+    for index, cls in enumerate(class_names):
+      colour = PALETTE[index % len(PALETTE)]
+      ax.scatter(*real_2d[real_labels == index].T, s=5, alpha=0.35, color=colour,
+                 label=f'{cls}, real')
+      ax.scatter(*fake_2d[labels == index].T, s=14, marker='x', linewidth=0.8,
+                 alpha=0.7, color=colour, label=f'{cls}, generated')
+    ax.set_title(name)
+    ax.set_xlabel(f'PC 1 ({100 * explained[0]:.1f} % of the real variance)')
+    ax.set_ylabel(f'PC 2 ({100 * explained[1]:.1f} % of the real variance)')
+    ax.legend(fontsize=6, ncol=2, loc='best')
+  fig.suptitle(title)
   return _save(fig, path)
 
 

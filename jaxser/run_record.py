@@ -91,7 +91,8 @@ class RunRecord:
 # Config fields that cannot change what a run computes: a resume or a reused
 # run may change them. Every other field is part of the run's identity.
 NOT_IDENTITY = ('log_every_steps', 'checkpoint_every_steps', 'plots', 'cache_dir',
-                'corpus_root')  # the corpus' content is compared instead
+                'corpus_root',  # the corpus' content is compared instead
+                'augment')  # what `jaxser.augment` does after training
 
 
 def run_identity(config: ml_collections.ConfigDict, corpus_content: str) -> dict:

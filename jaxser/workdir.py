@@ -136,7 +136,8 @@ RUN_OUTPUTS = (checkpoint_lib.LATEST, checkpoint_lib.BEST, checkpoint_lib.DAMAGE
                'tensorboard', 'metrics.jsonl', 'results.json', 'log.txt', 'confusion.png',
                'embeddings_pca.png', 'curves.png',
                # jaxser.ablate's embeddings of the run's splits
-               'embeddings_train.npz', 'embeddings_dev.npz', 'embeddings_test.npz')
+               'embeddings_train.npz', 'embeddings_dev.npz', 'embeddings_test.npz',
+               'augment')  # jaxser.augment's outputs
 
 
 def discard_run(workdir: str) -> None:

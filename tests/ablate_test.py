@@ -78,7 +78,7 @@ def test_study_writes_tables_and_figures_and_a_rerun_trains_nothing(
     assert float(row['wa_mean']) == pytest.approx(100 * results['wa'], abs=1e-4)
     assert float(row['ua_std']) == 0.0 and row['runs'] == '1'
     # The embeddings come from the selected checkpoint: same test predictions.
-    test = ablate.fold_embeddings(fold_dir)['test']
+    test = evaluate.run_embeddings(fold_dir)['test']
     np.testing.assert_array_equal(test['confusion'], results['confusion'])
     assert float(row['compactness_mean']) == pytest.approx(
         report.compactness(test['z'], test['labels']), rel=1e-3)
@@ -142,20 +142,20 @@ def test_embeddings_are_recomputed_for_another_run(tone_manifest, tmp_path, monk
   fold_dir = str(tmp_path / 'fold')
   train.train_and_evaluate(config, fold_dir)
   restored = counting(monkeypatch, evaluate, 'restore_selected')
-  first = ablate.fold_embeddings(fold_dir)
-  assert ablate.fold_embeddings(fold_dir)['test']['ua'] == first['test']['ua']
+  first = evaluate.run_embeddings(fold_dir)
+  assert evaluate.run_embeddings(fold_dir)['test']['ua'] == first['test']['ua']
   assert len(restored) == 1  # the second call read the saved file
   # Another run in the same folder (--start_over, a rerun) makes them stale.
   train.train_and_evaluate(config.copy_and_resolve_references(), fold_dir, start_over=True)
   assert not os.path.exists(os.path.join(fold_dir, 'embeddings_test.npz'))
-  ablate.fold_embeddings(fold_dir)
+  evaluate.run_embeddings(fold_dir)
   results = os.path.join(fold_dir, 'results.json')
   with open(results) as f:
     saved = json.load(f)
   saved['selected_step'] = -1  # as if another run had selected another step
   with open(results, 'w') as f:
     json.dump(saved, f)
-  ablate.fold_embeddings(fold_dir)
+  evaluate.run_embeddings(fold_dir)
   assert len(restored) == 3
 
 

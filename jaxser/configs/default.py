@@ -61,8 +61,33 @@ def get_config() -> ml_collections.ConfigDict:
   config.buckets = (100, 200, 300, 400, 600, 800, 1000, 1400)  # Padded frame lengths.
   config.seed = 0  # Parameter init and data order.
 
+  # Generative augmentation of a trained run's embeddings (`jaxser.augment`;
+  # docs/method.md, "Generative augmentation"). Not part of the run's identity.
+  config.augment = augment_config()
+
   # Bookkeeping.
   config.log_every_steps = 20  # Progress line and train metrics.
   config.checkpoint_every_steps = 100  # Latest-state checkpoint (for resuming).
   config.plots = True  # Confusion, PCA and curve PNGs at the end.
   return config
+
+
+def augment_config() -> ml_collections.ConfigDict:
+  """The `config.augment` fields, `jaxser.augment`'s settings."""
+  augment = ml_collections.ConfigDict()
+  augment.variants = 'none,gan_mi,gan,noise,mixup'  # What to compare.
+  augment.ratio = 1.0  # Generated vectors per real one, class-balanced.
+  augment.seed = 0  # GAN init, noise, samples and the head's batches.
+  augment.gan_steps = 2000  # GAN updates (one D and one G step each).
+  augment.gan_batch_size = 64  # Real vectors per GAN update.
+  augment.noise_dim = 16  # The generator's noise size.
+  augment.hidden = 128  # Units of G's and D's two hidden layers.
+  augment.learning_rate = 2e-4  # Adam (b1 0.5) of G and D.
+  augment.info_weight = 1.0  # Weight of the MI term (variant gan_mi).
+  augment.head_steps = 500  # FC2 updates per variant (CRNN, FC1 frozen).
+  augment.head_batch_size = 64  # Vectors per FC2 update.
+  augment.head_learning_rate = 1e-3  # Adam of FC2.
+  augment.eval_every = 25  # Dev UA every this many FC2 updates selects FC2.
+  augment.noise_sigma = 0.1  # Variant noise: z + sigma * std(z) * N(0, 1).
+  augment.mixup_alpha = 0.2  # Variant mixup: Beta(alpha, alpha) weights.
+  return augment

@@ -26,4 +26,10 @@ def get_config():
   config.log_every_steps = 4
   config.checkpoint_every_steps = 4
   config.buckets = (100, 200, 300)
+  config.augment.gan_steps = 40
+  config.augment.gan_batch_size = 16
+  config.augment.hidden = 16
+  config.augment.head_steps = 20
+  config.augment.head_batch_size = 16
+  config.augment.eval_every = 5
   return config

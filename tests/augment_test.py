@@ -1,0 +1,65 @@
+"""jaxser.augment end to end on the tiny config: results, figure, generators;
+a workdir without a selected checkpoint is refused by name."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jaxser import augment
+from jaxser import train
+from jaxser.configs import tiny
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def run(tone_manifest, tmp_path_factory):
+  root = tmp_path_factory.mktemp('augment')
+  config = tiny.get_config()
+  config.corpus, config.corpus_root = 'manifest', tone_manifest
+  config.cache_dir, config.plots = str(root / 'cache'), False
+  train.train_and_evaluate(config, str(root / 'run'))
+  return root / 'run'
+
+
+def test_augment_writes_results_figure_and_generators(run):
+  results = augment.run(str(run))
+  assert set(results['variants']) == set(augment.VARIANTS)
+  saved = json.loads((run / 'augment' / 'results.json').read_text())
+  assert saved['variants'].keys() == results['variants'].keys()
+  sizes = saved['sizes']
+  for name, r in saved['variants'].items():
+    assert 0 <= r['ua'] <= 1 and 0 <= r['f1'] <= 1 and r['step'] >= 1, name
+    # ratio 1: as many synthetic vectors as real ones, the same for each class.
+    expected = 0 if name == 'none' else 4 * round(sizes['train'] / 4)
+    assert r['synthetic'] == expected, name
+  for name in augment.GAN_VARIANTS:
+    g = saved['generators'][name]
+    assert g['mi_bound'] <= g['mi_bound_max'] == pytest.approx(np.log(4))
+    assert 0 <= g['real_classifier_accuracy'] <= 1
+    assert (run / 'augment' / f'generator_{name}.msgpack').stat().st_size > 1000
+  assert (run / 'augment' / 'real_and_generated.png').stat().st_size > 10000
+  assert saved['before']['ua'] == pytest.approx(
+      json.loads((run / 'results.json').read_text())['test']['ua'], abs=1e-6)
+  assert saved['provenance']['versions']['jax']
+
+
+def test_augment_is_deterministic_for_a_seed(run):
+  first = augment.run(str(run))
+  again = augment.run(str(run))
+  assert first['variants'] == again['variants']
+  assert first['generators'] == again['generators']
+
+
+def test_a_workdir_without_a_selected_checkpoint_is_named(tmp_path):
+  (tmp_path / 'checkpoints').mkdir()
+  out = subprocess.run([sys.executable, '-m', 'jaxser.augment', f'--workdir={tmp_path}'],
+                       capture_output=True, text=True, cwd=ROOT)
+  assert out.returncode == 1
+  assert out.stderr.strip().splitlines()[-1] == (
+      f'jaxser: {tmp_path}: no selected checkpoint (best/): augmentation needs a '
+      'trained run that evaluated dev at least once')
