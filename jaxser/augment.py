@@ -25,6 +25,8 @@ generated vectors of each class on the same PCA axes). Settings are the
 `config.augment` fields: the `--config` given, else the run's own.
 """
 
+import glob
+import json
 import os
 
 from absl import flags
@@ -44,6 +46,7 @@ from jaxser import gan
 from jaxser import losses
 from jaxser import metrics as metrics_lib
 from jaxser import provenance
+from jaxser import report
 from jaxser.configs import default as default_config
 from jaxser.errors import ConfigError
 from jaxser.errors import JaxserError
@@ -58,6 +61,8 @@ GAN_VARIANTS = {'gan_mi': True, 'gan': False}  # variant -> with the MI term
 def define_flags():
   """The command's flags (defined only when run as a program)."""
   flags.DEFINE_string('workdir', None, 'A trained workdir.')
+  flags.DEFINE_string('crossval', None, 'A crossval workdir: augment each of its '
+                      'finished runs and summarise them (instead of --workdir).')
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   config_flags.DEFINE_config_file('config', None, 'A config whose augment fields '
                                   'to use (default: the run\'s own).')
@@ -164,9 +169,11 @@ def fit_head(fc2: dict, z, targets, dev_z, dev_labels, aug) -> tuple[dict, dict]
 
 def _augment_config(workdir: str, record, config) -> ml_collections.ConfigDict:
   """The augment fields: `config`'s, else the run's, else the defaults."""
-  for source in (config, record.config_dict()):
-    if source is not None and 'augment' in source:
-      return source.augment
+  if config is not None and 'augment' in config:
+    return config.augment
+  own = None if record is None else record.config_dict()
+  if own is not None and 'augment' in own:
+    return own.augment
   return default_config.get_config().augment
 
 
@@ -199,8 +206,9 @@ def run(workdir: str, config: ml_collections.ConfigDict | None = None) -> dict:
              'sizes': {s: int(len(emb[s]['z'])) for s in emb},
              'before': _scores(_logits(fc2, test['z']), test['labels'], num_classes),
              'variants': {}, 'generators': {}}
-  out_dir = os.path.join(workdir, 'augment')
+  out_dir = output_dir(workdir, aug)
   os.makedirs(out_dir, exist_ok=True)
+  results['source'] = _source(workdir)
   generated = {}
   for variant in variants:
     results['variants'][variant], generated[variant] = _variant(
@@ -213,11 +221,110 @@ def run(workdir: str, config: ml_collections.ConfigDict | None = None) -> dict:
     results['figure'] = plots.real_and_generated(
         train['z'], train['labels'], generated, record.classes,
         os.path.join(out_dir, 'real_and_generated.png'),
-        title=f'{os.path.basename(os.path.normpath(workdir))}: training embeddings and '
-              'generated vectors, on the real vectors\' PCA axes')
+        title=f'{results["source"]["fold"]}, seed {record.config["seed"]}: training '
+              'embeddings and generated vectors, on the real vectors\' PCA axes')
   results['provenance'] = provenance.describe(record.config_dict(), started)
   fileio.write_json(os.path.join(out_dir, 'results.json'), results)
   return results
+
+
+def output_dir(workdir: str, aug) -> str:
+  """`<workdir>/augment/ratio<r>`: a ratio's outputs."""
+  return os.path.join(workdir, 'augment', f'ratio{aug.ratio:g}')
+
+
+def _source(workdir: str) -> dict:
+  """What the results come from: the run's identity, fold and selected step."""
+  with open(os.path.join(workdir, 'results.json')) as f:
+    trained = json.load(f)
+  return {key: trained.get(key) for key in ('identity', 'fold', 'seed', 'selected_step')}
+
+
+def run_all(root: str, config: ml_collections.ConfigDict | None = None) -> dict:
+  """`run` on every finished run of a crossval workdir; a paired summary.
+
+  A run's results are reused when they were made with the same settings
+  from the same run (its identity and selected step); otherwise it is
+  augmented anew. Writes `<root>/augment_ratio<r>.json` and `.md`.
+
+  Raises:
+    JaxserError: no finished run under `root`.
+  """
+  dirs = sorted(os.path.dirname(p) for p in glob.glob(
+      os.path.join(root, 'seed*', 'fold*', 'results.json')))
+  if not dirs:
+    raise JaxserError(f'{root}: no finished run (seed*/fold*/results.json) to augment')
+  # One set of settings for every run: the config's, else the first run's.
+  aug = _augment_config(dirs[0], None if config is not None else
+                        evaluate.restore_selected(dirs[0])[0], config)
+  config = ml_collections.ConfigDict({'augment': aug.to_dict()})
+  per_run = []
+  for number, fold_dir in enumerate(dirs, 1):
+    path = os.path.join(output_dir(fold_dir, aug), 'results.json')
+    saved = None
+    if os.path.exists(path):
+      with open(path) as f:
+        saved = json.load(f)
+    if saved and saved.get('settings') == aug.to_dict() and saved.get('source') == _source(fold_dir):
+      logging.info('augment %d of %d: %s reused', number, len(dirs), path)
+      per_run.append(saved)
+    else:
+      logging.info('augment %d of %d: %s', number, len(dirs), fold_dir)
+      per_run.append(run(fold_dir, config))
+  summary = {**_summary(per_run), 'settings': aug.to_dict()}
+  name = f'augment_ratio{aug.ratio:g}'
+  fileio.write_json(os.path.join(root, name + '.json'), summary)
+  fileio.atomic_write(os.path.join(root, name + '.md'), _markdown(summary))
+  return summary
+
+
+def _summary(per_run: list) -> dict:
+  """Mean ± std per variant and gains over `none` and `before`, paired by run."""
+  out = {'runs': len(per_run), 'variants': {}, 'generators': {}}
+  before = {m: [r['before'][m] for r in per_run] for m in ('ua', 'wa', 'f1')}
+  for variant in per_run[0]['variants']:
+    values = {m: [r['variants'][variant][m] for r in per_run] for m in ('ua', 'wa', 'f1')}
+    out['variants'][variant] = {
+        **{m: {'mean': float(np.mean(v)), 'std': float(np.std(v))} for m, v in values.items()},
+        'gain_over_none': _paired(values['ua'], [
+            r['variants']['none']['ua'] for r in per_run]) if variant != 'none' else None,
+        'gain_over_before': _paired(values['ua'], before['ua'])}
+  for variant in per_run[0]['generators']:
+    g = [r['generators'][variant] for r in per_run]
+    out['generators'][variant] = {
+        k: float(np.mean([x[k] for x in g])) for k in ('mi_bound', 'real_classifier_accuracy')}
+  out['before'] = {m: {'mean': float(np.mean(v)), 'std': float(np.std(v))}
+                   for m, v in before.items()}
+  return out
+
+
+def _paired(after, before) -> dict:
+  """`report.paired_stats` of `after - before`, JSON-ready (None for NaN)."""
+  stats = report.paired_stats(np.subtract(after, before))
+  return {k: None if isinstance(v, float) and not np.isfinite(v) else v
+          for k, v in stats.items()}
+
+
+def _markdown(summary: dict) -> str:
+  """The summary as a table (percent; gains in UA points, paired by run)."""
+  pct = lambda s: f'{100 * s["mean"]:.2f} ± {100 * s["std"]:.2f}'
+  lines = [f'# Augmentation of {summary["runs"]} runs, ratio '
+           f'{summary["settings"]["ratio"]:g}', '',
+           '| variant | UA % | WA % | macro-F1 % | UA gain over none | better | t |',
+           '|---|---:|---:|---:|---:|---:|---:|',
+           f'| before (the run\'s FC2) | {pct(summary["before"]["ua"])} | '
+           f'{pct(summary["before"]["wa"])} | {pct(summary["before"]["f1"])} | | | |']
+  for name, v in summary['variants'].items():
+    gain = v['gain_over_none']
+    tail = ('| | | |' if gain is None else
+            f'| {100 * gain["mean"]:+.2f} | {gain["better"]} of {gain["n"]} | '
+            f'{"-" if gain["t"] is None else format(gain["t"], ".2f")} |')
+    lines.append(f'| {name} | {pct(v["ua"])} | {pct(v["wa"])} | {pct(v["f1"])} {tail}')
+  lines += ['', '| generator | MI bound (nats) | the run\'s FC2 on its vectors |',
+            '|---|---:|---:|']
+  lines += [f'| {n} | {g["mi_bound"]:.3f} | {100 * g["real_classifier_accuracy"]:.1f} % |'
+            for n, g in summary['generators'].items()]
+  return '\n'.join(lines) + '\n'
 
 
 def _logits(fc2: dict, z):
@@ -271,8 +378,11 @@ def _judge(generator, gan_state, fc2, num_classes: int, aug, last: dict) -> dict
 def main(argv):
   if len(argv) > 1:
     raise ConfigError(f'unexpected arguments: {argv[1:]}')
+  if flags.FLAGS.crossval:
+    print(_markdown(run_all(flags.FLAGS.crossval, flags.FLAGS.config)))
+    return
   if not flags.FLAGS.workdir:
-    raise ConfigError('--workdir is required')
+    raise ConfigError('--workdir (a run) or --crossval (a crossval workdir) is required')
   results = run(flags.FLAGS.workdir, flags.FLAGS.config)
   before = results['before']
   print(f'before: test UA {100 * before["ua"]:.2f} WA {100 * before["wa"]:.2f} '

@@ -29,7 +29,7 @@ def run(tone_manifest, tmp_path_factory):
 def test_augment_writes_results_figure_and_generators(run):
   results = augment.run(str(run))
   assert set(results['variants']) == set(augment.VARIANTS)
-  saved = json.loads((run / 'augment' / 'results.json').read_text())
+  saved = json.loads((run / 'augment' / 'ratio1' / 'results.json').read_text())
   assert saved['variants'].keys() == results['variants'].keys()
   sizes = saved['sizes']
   for name, r in saved['variants'].items():
@@ -41,8 +41,8 @@ def test_augment_writes_results_figure_and_generators(run):
     g = saved['generators'][name]
     assert g['mi_bound'] <= g['mi_bound_max'] == pytest.approx(np.log(4))
     assert 0 <= g['real_classifier_accuracy'] <= 1
-    assert (run / 'augment' / f'generator_{name}.msgpack').stat().st_size > 1000
-  assert (run / 'augment' / 'real_and_generated.png').stat().st_size > 10000
+    assert (run / 'augment' / 'ratio1' / f'generator_{name}.msgpack').stat().st_size > 1000
+  assert (run / 'augment' / 'ratio1' / 'real_and_generated.png').stat().st_size > 10000
   assert saved['before']['ua'] == pytest.approx(
       json.loads((run / 'results.json').read_text())['test']['ua'], abs=1e-6)
   assert saved['provenance']['versions']['jax']
@@ -63,3 +63,20 @@ def test_a_workdir_without_a_selected_checkpoint_is_named(tmp_path):
   assert out.stderr.strip().splitlines()[-1] == (
       f'jaxser: {tmp_path}: no selected checkpoint (best/): augmentation needs a '
       'trained run that evaluated dev at least once')
+
+
+def test_every_run_of_a_crossval_is_augmented_and_summarised(run, tmp_path, monkeypatch):
+  root = tmp_path / 'cv'
+  (root / 'seed0').mkdir(parents=True)
+  os.symlink(run, root / 'seed0' / 'fold0')
+  config = tiny.get_config()
+  config.augment.ratio = 2.0
+  summary = augment.run_all(str(root), config)
+  assert summary['runs'] == 1 and summary['settings']['ratio'] == 2.0
+  assert summary['variants']['gan_mi']['gain_over_none']['n'] == 1
+  assert (root / 'augment_ratio2.md').read_text().startswith('# Augmentation of 1 runs, ratio 2')
+  saved = json.loads((run / 'augment' / 'ratio2' / 'results.json').read_text())
+  assert saved['variants']['noise']['synthetic'] == 4 * round(2 * saved['sizes']['train'] / 4)
+  # The same settings on the same run: reused, not augmented again.
+  monkeypatch.setattr(augment, 'run', lambda *a, **k: pytest.fail('augmented again'))
+  assert augment.run_all(str(root), config)['variants'] == summary['variants']
