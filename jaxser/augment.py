@@ -19,13 +19,15 @@ feeds the last layer (the embeddings z, FC1's output):
    generators' MI bound (nats; `ln C` at most) and the accuracy on their
    vectors of the run's own FC2, fitted on real vectors only.
 
-Writes `<workdir>/augment/results.json`, each generator's parameters
+With `config.augment.condition` (a `.npz` of one vector per utterance id,
+such as text embeddings made elsewhere) the GANs are conditioned on it too.
+
+Writes `<workdir>/augment/ratio<r>/results.json`, each generator's parameters
 (`generator_<variant>.msgpack`) and `real_and_generated.png` (real and
 generated vectors of each class on the same PCA axes). Settings are the
 `config.augment` fields: the `--config` given, else the run's own.
 """
 
-import glob
 import json
 import os
 
@@ -46,13 +48,12 @@ from jaxser import gan
 from jaxser import losses
 from jaxser import metrics as metrics_lib
 from jaxser import provenance
-from jaxser import report
 from jaxser.configs import default as default_config
 from jaxser.errors import ConfigError
 from jaxser.errors import JaxserError
 
-__all__ = ['GAN_VARIANTS', 'VARIANTS', 'define_flags', 'fit_head', 'main', 'run',
-           'synthetic', 'train_generator']
+__all__ = ['GAN_VARIANTS', 'VARIANTS', 'augment_config', 'define_flags', 'fit_head', 'main',
+           'output_dir', 'run', 'source', 'synthetic', 'train_generator']
 
 VARIANTS = ('none', 'gan_mi', 'gan', 'noise', 'mixup')
 GAN_VARIANTS = {'gan_mi': True, 'gan': False}  # variant -> with the MI term
@@ -76,13 +77,15 @@ def _scores(logits, labels, num_classes: int) -> dict:
           'confusion': np.asarray(cm).tolist()}
 
 
-def train_generator(z, labels, num_classes: int, aug, *, with_mi: bool):
-  """A GAN trained on `(z, labels)`: `(generator, state, last metrics)`."""
+def train_generator(z, labels, num_classes: int, aug, *, with_mi: bool, condition=None):
+  """A GAN trained on `(z, labels[, condition])`: `(generator, state, last metrics)`."""
+  condition_dim = 0 if condition is None else condition.shape[1]
   generator = gan.Generator(dim=z.shape[1], num_classes=num_classes, hidden=aug.hidden)
-  discriminator = gan.Discriminator(num_classes=num_classes, hidden=aug.hidden)
+  discriminator = gan.Discriminator(num_classes=num_classes, hidden=aug.hidden,
+                                    condition_dim=condition_dim)
   tx = optax.adam(aug.learning_rate, b1=0.5)
   state = gan.init_state(jax.random.key(aug.seed), generator, discriminator, tx, tx,
-                         noise_dim=aug.noise_dim)
+                         noise_dim=aug.noise_dim, condition_dim=condition_dim)
   step = gan.make_train_step(generator=generator, discriminator=discriminator,
                              g_tx=tx, d_tx=tx, noise_dim=aug.noise_dim,
                              prior=np.full(num_classes, 1.0 / num_classes),
@@ -92,15 +95,18 @@ def train_generator(z, labels, num_classes: int, aug, *, with_mi: bool):
   metrics = {}
   for _ in range(aug.gan_steps):
     rows = rng.integers(0, len(z), aug.gan_batch_size)
-    state, metrics = step(state, z[rows], labels[rows])
+    state, metrics = step(state, z[rows], labels[rows],
+                          None if condition is None else condition[rows])
   return generator, state, {k: float(v) for k, v in metrics.items()}
 
 
 def synthetic(variant: str, z, labels, num_classes: int, aug, generator=None,
-              gan_state=None):
+              gan_state=None, condition=None):
   """`ratio * len(z)` synthetic vectors, as many per class: `(z, targets)`.
 
-  Targets are class probabilities `[n, C]` (one-hot but for mixup).
+  Targets are class probabilities `[n, C]` (one-hot but for mixup). With a
+  `condition` (`[n_real, t]`), each generated vector takes the condition
+  of a real training vector of its class.
   """
   per_class = int(round(aug.ratio * len(z) / num_classes))
   codes = np.repeat(np.arange(num_classes), per_class)
@@ -108,11 +114,12 @@ def synthetic(variant: str, z, labels, num_classes: int, aug, generator=None,
   rng = np.random.default_rng(aug.seed + 1)
   if variant == 'none' or per_class == 0:
     return np.zeros((0, z.shape[1]), np.float32), np.zeros((0, num_classes), np.float32)
+  picked = np.array([rng.choice(np.flatnonzero(labels == c)) for c in codes])
   if variant in GAN_VARIANTS:
     fake = gan.sample(generator, gan_state.g_params, jax.random.key(aug.seed + 1),
-                      jnp.asarray(codes), noise_dim=aug.noise_dim)
+                      jnp.asarray(codes), noise_dim=aug.noise_dim,
+                      condition=None if condition is None else condition[picked])
     return np.asarray(fake, np.float32), onehot[codes]
-  picked = np.array([rng.choice(np.flatnonzero(labels == c)) for c in codes])
   if variant == 'noise':
     noise = aug.noise_sigma * z.std(axis=0) * rng.standard_normal((len(codes), z.shape[1]))
     return (z[picked] + noise).astype(np.float32), onehot[codes]
@@ -167,7 +174,7 @@ def fit_head(fc2: dict, z, targets, dev_z, dev_labels, aug) -> tuple[dict, dict]
   return jax.device_get(selected), best
 
 
-def _augment_config(workdir: str, record, config) -> ml_collections.ConfigDict:
+def augment_config(workdir: str, record, config) -> ml_collections.ConfigDict:
   """The augment fields: `config`'s, else the run's, else the defaults."""
   if config is not None and 'augment' in config:
     return config.augment
@@ -193,12 +200,14 @@ def run(workdir: str, config: ml_collections.ConfigDict | None = None) -> dict:
                       'needs a trained run that evaluated dev at least once')
   started = provenance.now()
   record, state = evaluate.restore_selected(workdir)
-  aug = _augment_config(workdir, record, config)
+  aug = augment_config(workdir, record, config)
   variants = [v.strip() for v in aug.variants.split(',') if v.strip()]
   unknown = sorted(set(variants) - set(VARIANTS))
   if unknown:
     raise ConfigError(f'config.augment.variants: unknown {unknown} (known: {", ".join(VARIANTS)})')
   emb = evaluate.run_embeddings(workdir, ('train', 'dev', 'test'))
+  if aug.get('condition'):
+    emb['train']['condition'] = _conditions(aug.condition, emb['train']['ids'])
   train, test = emb['train'], emb['test']
   num_classes = len(record.classes)
   fc2 = jax.device_get(state.params['fc2'])
@@ -208,7 +217,7 @@ def run(workdir: str, config: ml_collections.ConfigDict | None = None) -> dict:
              'variants': {}, 'generators': {}}
   out_dir = output_dir(workdir, aug)
   os.makedirs(out_dir, exist_ok=True)
-  results['source'] = _source(workdir)
+  results['source'] = source(workdir)
   generated = {}
   for variant in variants:
     results['variants'][variant], generated[variant] = _variant(
@@ -228,103 +237,38 @@ def run(workdir: str, config: ml_collections.ConfigDict | None = None) -> dict:
   return results
 
 
+def _conditions(path: str, ids) -> np.ndarray:
+  """`[n, t]` condition rows of the utterances `ids`, from a `.npz` keyed by id.
+
+  Raises:
+    JaxserError: the file cannot be read, lacks an utterance (naming a few),
+      or holds vectors of different sizes or non-finite values.
+  """
+  try:
+    with np.load(path) as saved:
+      missing = [str(i) for i in ids if str(i) not in saved.files]
+      if missing:
+        raise JaxserError(f'config.augment.condition={path}: no condition for {len(missing)} '
+                          f'training utterances, e.g. {", ".join(missing[:3])}')
+      rows = [np.asarray(saved[str(i)], np.float32).reshape(-1) for i in ids]
+  except (OSError, ValueError) as e:
+    raise JaxserError(f'config.augment.condition={path}: unreadable ({e})') from e
+  if len({len(r) for r in rows}) != 1 or not all(np.all(np.isfinite(r)) for r in rows):
+    raise JaxserError(f'config.augment.condition={path}: the vectors must all have one '
+                      'size and be finite')
+  return np.stack(rows)
+
+
 def output_dir(workdir: str, aug) -> str:
   """`<workdir>/augment/ratio<r>`: a ratio's outputs."""
   return os.path.join(workdir, 'augment', f'ratio{aug.ratio:g}')
 
 
-def _source(workdir: str) -> dict:
+def source(workdir: str) -> dict:
   """What the results come from: the run's identity, fold and selected step."""
   with open(os.path.join(workdir, 'results.json')) as f:
     trained = json.load(f)
   return {key: trained.get(key) for key in ('identity', 'fold', 'seed', 'selected_step')}
-
-
-def run_all(root: str, config: ml_collections.ConfigDict | None = None) -> dict:
-  """`run` on every finished run of a crossval workdir; a paired summary.
-
-  A run's results are reused when they were made with the same settings
-  from the same run (its identity and selected step); otherwise it is
-  augmented anew. Writes `<root>/augment_ratio<r>.json` and `.md`.
-
-  Raises:
-    JaxserError: no finished run under `root`.
-  """
-  dirs = sorted(os.path.dirname(p) for p in glob.glob(
-      os.path.join(root, 'seed*', 'fold*', 'results.json')))
-  if not dirs:
-    raise JaxserError(f'{root}: no finished run (seed*/fold*/results.json) to augment')
-  # One set of settings for every run: the config's, else the first run's.
-  aug = _augment_config(dirs[0], None if config is not None else
-                        evaluate.restore_selected(dirs[0])[0], config)
-  config = ml_collections.ConfigDict({'augment': aug.to_dict()})
-  per_run = []
-  for number, fold_dir in enumerate(dirs, 1):
-    path = os.path.join(output_dir(fold_dir, aug), 'results.json')
-    saved = None
-    if os.path.exists(path):
-      with open(path) as f:
-        saved = json.load(f)
-    if saved and saved.get('settings') == aug.to_dict() and saved.get('source') == _source(fold_dir):
-      logging.info('augment %d of %d: %s reused', number, len(dirs), path)
-      per_run.append(saved)
-    else:
-      logging.info('augment %d of %d: %s', number, len(dirs), fold_dir)
-      per_run.append(run(fold_dir, config))
-  summary = {**_summary(per_run), 'settings': aug.to_dict()}
-  name = f'augment_ratio{aug.ratio:g}'
-  fileio.write_json(os.path.join(root, name + '.json'), summary)
-  fileio.atomic_write(os.path.join(root, name + '.md'), _markdown(summary))
-  return summary
-
-
-def _summary(per_run: list) -> dict:
-  """Mean ± std per variant and gains over `none` and `before`, paired by run."""
-  out = {'runs': len(per_run), 'variants': {}, 'generators': {}}
-  before = {m: [r['before'][m] for r in per_run] for m in ('ua', 'wa', 'f1')}
-  for variant in per_run[0]['variants']:
-    values = {m: [r['variants'][variant][m] for r in per_run] for m in ('ua', 'wa', 'f1')}
-    out['variants'][variant] = {
-        **{m: {'mean': float(np.mean(v)), 'std': float(np.std(v))} for m, v in values.items()},
-        'gain_over_none': _paired(values['ua'], [
-            r['variants']['none']['ua'] for r in per_run]) if variant != 'none' else None,
-        'gain_over_before': _paired(values['ua'], before['ua'])}
-  for variant in per_run[0]['generators']:
-    g = [r['generators'][variant] for r in per_run]
-    out['generators'][variant] = {
-        k: float(np.mean([x[k] for x in g])) for k in ('mi_bound', 'real_classifier_accuracy')}
-  out['before'] = {m: {'mean': float(np.mean(v)), 'std': float(np.std(v))}
-                   for m, v in before.items()}
-  return out
-
-
-def _paired(after, before) -> dict:
-  """`report.paired_stats` of `after - before`, JSON-ready (None for NaN)."""
-  stats = report.paired_stats(np.subtract(after, before))
-  return {k: None if isinstance(v, float) and not np.isfinite(v) else v
-          for k, v in stats.items()}
-
-
-def _markdown(summary: dict) -> str:
-  """The summary as a table (percent; gains in UA points, paired by run)."""
-  pct = lambda s: f'{100 * s["mean"]:.2f} ± {100 * s["std"]:.2f}'
-  lines = [f'# Augmentation of {summary["runs"]} runs, ratio '
-           f'{summary["settings"]["ratio"]:g}', '',
-           '| variant | UA % | WA % | macro-F1 % | UA gain over none | better | t |',
-           '|---|---:|---:|---:|---:|---:|---:|',
-           f'| before (the run\'s FC2) | {pct(summary["before"]["ua"])} | '
-           f'{pct(summary["before"]["wa"])} | {pct(summary["before"]["f1"])} | | | |']
-  for name, v in summary['variants'].items():
-    gain = v['gain_over_none']
-    tail = ('| | | |' if gain is None else
-            f'| {100 * gain["mean"]:+.2f} | {gain["better"]} of {gain["n"]} | '
-            f'{"-" if gain["t"] is None else format(gain["t"], ".2f")} |')
-    lines.append(f'| {name} | {pct(v["ua"])} | {pct(v["wa"])} | {pct(v["f1"])} {tail}')
-  lines += ['', '| generator | MI bound (nats) | the run\'s FC2 on its vectors |',
-            '|---|---:|---:|']
-  lines += [f'| {n} | {g["mi_bound"]:.3f} | {100 * g["real_classifier_accuracy"]:.1f} % |'
-            for n, g in summary['generators'].items()]
-  return '\n'.join(lines) + '\n'
 
 
 def _logits(fc2: dict, z):
@@ -343,12 +287,14 @@ def _variant(variant: str, emb: dict, fc2: dict, num_classes: int, aug,
   if variant in GAN_VARIANTS:
     logging.info('augment: training the GAN of %s (%d steps)', variant, aug.gan_steps)
     generator, gan_state, last = train_generator(
-        train['z'], train['labels'], num_classes, aug, with_mi=GAN_VARIANTS[variant])
-    generators[variant] = _judge(generator, gan_state, fc2, num_classes, aug, last)
+        train['z'], train['labels'], num_classes, aug, with_mi=GAN_VARIANTS[variant],
+        condition=train.get('condition'))
+    generators[variant] = _judge(generator, gan_state, fc2, num_classes, aug, last,
+                                 train)
     fileio.atomic_write(os.path.join(out_dir, f'generator_{variant}.msgpack'),
                         flax.serialization.to_bytes(jax.device_get(gan_state.g_params)))
   syn_z, syn_t = synthetic(variant, train['z'], train['labels'], num_classes, aug,
-                           generator, gan_state)
+                           generator, gan_state, train.get('condition'))
   z = np.concatenate([train['z'], syn_z])
   targets = np.concatenate([np.eye(num_classes, dtype=np.float32)[train['labels']], syn_t])
   head, best = fit_head(fc2, z, targets, dev['z'], dev['labels'], aug)
@@ -357,12 +303,20 @@ def _variant(variant: str, emb: dict, fc2: dict, num_classes: int, aug,
   return scores, (syn_z, syn_t.argmax(1))
 
 
-def _judge(generator, gan_state, fc2, num_classes: int, aug, last: dict) -> dict:
+def _judge(generator, gan_state, fc2, num_classes: int, aug, last: dict,
+           train: dict) -> dict:
   """A generator's MI bound (its own Q) and the run's FC2 accuracy on its vectors."""
   codes = jnp.repeat(jnp.arange(num_classes), 250)
+  condition = train.get('condition')
+  if condition is not None:  # a real vector's condition of each code's class
+    rng = np.random.default_rng(aug.seed + 7)
+    condition = condition[[rng.choice(np.flatnonzero(train['labels'] == c))
+                           for c in np.asarray(codes)]]
   fake = gan.sample(generator, gan_state.g_params, jax.random.key(aug.seed + 7), codes,
-                    noise_dim=aug.noise_dim)
-  discriminator = gan.Discriminator(num_classes=num_classes, hidden=aug.hidden)
+                    noise_dim=aug.noise_dim, condition=condition)
+  discriminator = gan.Discriminator(num_classes=num_classes, hidden=aug.hidden,
+                                    condition_dim=0 if condition is None
+                                    else condition.shape[1])
   _, q_logits, _ = discriminator.apply({'params': gan_state.d_params}, fake)
   predicted = np.asarray(jnp.argmax(fake @ fc2['kernel'] + fc2['bias'], -1))
   per_class = [float(np.mean(predicted[np.asarray(codes) == c] == c))
@@ -379,7 +333,9 @@ def main(argv):
   if len(argv) > 1:
     raise ConfigError(f'unexpected arguments: {argv[1:]}')
   if flags.FLAGS.crossval:
-    print(_markdown(run_all(flags.FLAGS.crossval, flags.FLAGS.config)))
+    from jaxser import augment_study  # pylint: disable=g-import-not-at-top (it imports this)
+    print(augment_study.markdown(augment_study.run_all(flags.FLAGS.crossval,
+                                                       flags.FLAGS.config)))
     return
   if not flags.FLAGS.workdir:
     raise ConfigError('--workdir (a run) or --crossval (a crossval workdir) is required')

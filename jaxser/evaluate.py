@@ -154,7 +154,8 @@ def run_embeddings(fold_dir: str, splits: Sequence[str] = ('test',)) -> dict:
 
   Returns:
     split -> {'z': `[n, dim]`, 'labels': `[n]`, 'ua': the re-evaluated UA,
-    'confusion': `[C, C]` counts, 'centers': `[C, dim]` the learned centres}.
+    'confusion': `[C, C]` counts, 'centers': `[C, dim]` the learned centres,
+    'ids': `[n]` the utterance ids, in the rows' order}.
   """
   paths = {s: os.path.join(fold_dir, f'embeddings_{s}.npz') for s in splits}
   source = _embeddings_source(fold_dir)
@@ -175,16 +176,17 @@ def run_embeddings(fold_dir: str, splits: Sequence[str] = ('test',)) -> dict:
           buckets=tuple(config.buckets), num_classes=data.label_map.num_classes,
           mesh=mesh)
       buffer = io.BytesIO()
+      ids = [data.utterances[int(i)].id for i in getattr(data, split).indices]
       np.savez(buffer, z=out['embeddings'], labels=out['labels'], ua=metrics['ua'],
                confusion=np.asarray(metrics['confusion']), source=source,
-               centers=np.asarray(state.centers.centers))
+               centers=np.asarray(state.centers.centers), ids=np.array(ids))
       fileio.atomic_write(paths[split], buffer.getvalue())
   out = {}
   for split, path in paths.items():
     with np.load(path) as saved:
       out[split] = {'z': saved['z'], 'labels': saved['labels'],
                     'ua': float(saved['ua']), 'confusion': saved['confusion'],
-                    'centers': saved['centers']}
+                    'centers': saved['centers'], 'ids': saved['ids']}
   return out
 
 
@@ -195,9 +197,9 @@ def _embeddings_source(fold_dir: str) -> str:
   if os.path.exists(path):
     with open(path) as f:
       results = json.load(f)
-  # 'with centres': files written before the centres were kept are redone.
+  # Files written before the centres and ids were kept are redone.
   return json.dumps([results.get('identity'), results.get('selected_step'),
-                     'with centres'], sort_keys=True)
+                     'with centres and ids'], sort_keys=True)
 
 
 def _saved_source(path: str) -> str | None:

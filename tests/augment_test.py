@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from jaxser import augment
+from jaxser import augment_study
 from jaxser import train
 from jaxser.configs import tiny
 
@@ -71,7 +72,7 @@ def test_every_run_of_a_crossval_is_augmented_and_summarised(run, tmp_path, monk
   os.symlink(run, root / 'seed0' / 'fold0')
   config = tiny.get_config()
   config.augment.ratio = 2.0
-  summary = augment.run_all(str(root), config)
+  summary = augment_study.run_all(str(root), config)
   assert summary['runs'] == 1 and summary['settings']['ratio'] == 2.0
   assert summary['variants']['gan_mi']['gain_over_none']['n'] == 1
   assert (root / 'augment_ratio2.md').read_text().startswith('# Augmentation of 1 runs, ratio 2')
@@ -79,4 +80,28 @@ def test_every_run_of_a_crossval_is_augmented_and_summarised(run, tmp_path, monk
   assert saved['variants']['noise']['synthetic'] == 4 * round(2 * saved['sizes']['train'] / 4)
   # The same settings on the same run: reused, not augmented again.
   monkeypatch.setattr(augment, 'run', lambda *a, **k: pytest.fail('augmented again'))
-  assert augment.run_all(str(root), config)['variants'] == summary['variants']
+  assert augment_study.run_all(str(root), config)['variants'] == summary['variants']
+
+
+def test_a_condition_per_utterance_is_used_and_checked(run, tmp_path):
+  from jaxser import evaluate  # pylint: disable=g-import-not-at-top
+  from jaxser.errors import JaxserError  # pylint: disable=g-import-not-at-top
+  train_split = evaluate.run_embeddings(str(run), ('train',))['train']
+  # A synthetic condition that carries the class, keyed by utterance id.
+  rng = np.random.default_rng(0)
+  vectors = {str(i): np.eye(4)[y] + 0.1 * rng.standard_normal(4)
+             for i, y in zip(train_split['ids'], train_split['labels'])}
+  np.savez(tmp_path / 'condition.npz', **vectors)
+  config = tiny.get_config()
+  config.augment.condition = str(tmp_path / 'condition.npz')
+  config.augment.variants = 'gan_mi'
+  results = augment.run(str(run), config)
+  assert 0 <= results['variants']['gan_mi']['ua'] <= 1
+  assert results['generators']['gan_mi']['mi_bound'] <= np.log(4) + 1e-6
+  # An utterance without a condition is named, not skipped.
+  del vectors[str(train_split['ids'][0])]
+  np.savez(tmp_path / 'partial.npz', **vectors)
+  config.augment.condition = str(tmp_path / 'partial.npz')
+  with pytest.raises(JaxserError, match='no condition for 1 training utterances, e.g. '
+                     + str(train_split['ids'][0])):
+    augment.run(str(run), config)

@@ -90,4 +90,5 @@ def augment_config() -> ml_collections.ConfigDict:
   augment.eval_every = 25  # Dev UA every this many FC2 updates selects FC2.
   augment.noise_sigma = 0.1  # Variant noise: z + sigma * std(z) * N(0, 1).
   augment.mixup_alpha = 0.2  # Variant mixup: Beta(alpha, alpha) weights.
+  augment.condition = ''  # .npz of a condition vector per utterance id (text...); '' none.
   return augment
