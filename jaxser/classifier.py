@@ -14,8 +14,6 @@ resampled to 16 kHz, and each utterance cut to the samples its features read
 (`jax.local_devices()`), so a batch size must divide by their number.
 """
 
-from typing import Sequence
-
 import jax
 import numpy as np
 
@@ -95,17 +93,8 @@ class Classifier:
       ConfigError: a bad batch size.
       ValueError: a sampling rate that is not a positive int.
     """
-    single = isinstance(waveform, np.ndarray) or not isinstance(waveform, Sequence)
-    waves = [waveform] if single else list(waveform)
     check_batch_size(batch_size, self.mesh)
-    ready = [self._prepared(w, sampling_rate, i if not single else None)
-             for i, w in enumerate(waves)]
-    feats = self.features(ready)
-    for i, (f, w) in enumerate(zip(feats, ready)):
-      if not np.all(np.isfinite(f)):
-        raise AudioError(f'{_which(i, single)}: non-finite features: '
-                         f'{features_lib.non_finite_reason(w, self.params)}',
-                         'non-finite features')
+    feats, single = prediction.utterance_features(waveform, sampling_rate, self.params)
     probs, z = self.predict_features(feats, batch_size)
     out = prediction.predictions(self.classes, probs, z, embeddings=embeddings)
     return out[0] if single else out
@@ -124,11 +113,6 @@ class Classifier:
                            batch_size=self.mesh.devices.size)
     except AudioError as e:
       raise AudioError(f'{path}: {str(e).split(": ", 1)[1]}', e.kind) from e
-
-  def _prepared(self, wave, rate: int, index: int | None) -> np.ndarray:
-    """One utterance as 16 kHz mono float32, cut to its features' samples."""
-    return features_lib.crop_waveform(
-        audio.from_array(wave, rate, _which(index, index is None)), self.params)
 
   def features(self, waveforms) -> list[np.ndarray]:
     """The model's features `[frames_i, bins]` of 16 kHz mono waveforms."""
@@ -150,7 +134,3 @@ class Classifier:
                            buckets=self.config.buckets, mesh=self.mesh,
                            every_process=False)
     return np.asarray(jax.nn.softmax(out['logits'])), out['embeddings']
-
-
-def _which(index: int | None, single: bool) -> str:
-  return 'the waveform' if single or index is None else f'waveform {index}'

@@ -18,8 +18,9 @@ import jax
 from jax import export as jax_export
 import numpy as np
 
+from jaxser import audio
+from jaxser import features as features_lib
 from jaxser import prediction
-from jaxser.errors import AudioError
 
 __all__ = ['ExportedModel', 'load']
 
@@ -89,24 +90,12 @@ class ExportedModel:
       AudioError: as `Classifier.classify`: bad samples or non-finite
         features, naming the utterance.
     """
-    from jaxser import audio  # pylint: disable=g-import-not-at-top
-    from jaxser import features as features_lib  # pylint: disable=g-import-not-at-top
-    single = isinstance(waveform, np.ndarray)
-    params = features_lib.FeatureParams(**self.meta['features'])
-    waves = [features_lib.crop_waveform(audio.from_array(
-                 w, sampling_rate, 'the waveform' if single else f'waveform {i}'), params)
-             for i, w in enumerate([waveform] if single else waveform)]
-    feats = features_lib.extract_numpy(waves, params)
-    for i, (f, w) in enumerate(zip(feats, waves)):
-      if not np.all(np.isfinite(f)):
-        raise AudioError(f'{"the waveform" if single else f"waveform {i}"}: non-finite '
-                         f'features: {features_lib.non_finite_reason(w, params)}',
-                         'non-finite features')
+    feats, single = prediction.utterance_features(
+        waveform, sampling_rate, features_lib.FeatureParams(**self.meta['features']))
     probs, z = self.predict_features(feats)
     out = prediction.predictions(self.classes, probs, z, embeddings=embeddings)
     return out[0] if single else out
 
   def classify_file(self, path, *, embeddings: bool = False):
     """Classifies an audio file (read by `jaxser.audio.load`)."""
-    from jaxser import audio  # pylint: disable=g-import-not-at-top
     return self.classify(audio.load(path), audio.SAMPLE_RATE, embeddings=embeddings)
