@@ -114,7 +114,7 @@ def synthetic(variant: str, z, labels, num_classes: int, aug, generator=None,
   rng = np.random.default_rng(aug.seed + 1)
   if variant == 'none' or per_class == 0:
     return np.zeros((0, z.shape[1]), np.float32), np.zeros((0, num_classes), np.float32)
-  picked = np.array([rng.choice(np.flatnonzero(labels == c)) for c in codes])
+  picked = _rows_of(labels, codes, rng)
   if variant in GAN_VARIANTS:
     fake = gan.sample(generator, gan_state.g_params, jax.random.key(aug.seed + 1),
                       jnp.asarray(codes), noise_dim=aug.noise_dim,
@@ -131,6 +131,11 @@ def synthetic(variant: str, z, labels, num_classes: int, aug, generator=None,
                                       ).astype(np.float32)
   raise ConfigError(f'config.augment.variants: unknown variant {variant!r} '
                     f'(known: {", ".join(VARIANTS)})')
+
+
+def _rows_of(labels, codes, rng) -> np.ndarray:
+  """For each code, a random real row of that class."""
+  return np.array([rng.choice(np.flatnonzero(labels == c)) for c in codes], np.int64)
 
 
 def fit_head(fc2: dict, z, targets, dev_z, dev_labels, aug) -> tuple[dict, dict]:
@@ -309,9 +314,8 @@ def _judge(generator, gan_state, fc2, num_classes: int, aug, last: dict,
   codes = jnp.repeat(jnp.arange(num_classes), 250)
   condition = train.get('condition')
   if condition is not None:  # a real vector's condition of each code's class
-    rng = np.random.default_rng(aug.seed + 7)
-    condition = condition[[rng.choice(np.flatnonzero(train['labels'] == c))
-                           for c in np.asarray(codes)]]
+    condition = condition[_rows_of(train['labels'], np.asarray(codes),
+                                   np.random.default_rng(aug.seed + 7))]
   fake = gan.sample(generator, gan_state.g_params, jax.random.key(aug.seed + 7), codes,
                     noise_dim=aug.noise_dim, condition=condition)
   discriminator = gan.Discriminator(num_classes=num_classes, hidden=aug.hidden,
