@@ -4,8 +4,10 @@
       --study=settings,lambda,alpha --seeds=0,1,2 [--folds=0,1] [--quick]
 
 The studies are `jaxser.studies`' `settings` (the paper's settings 1-4),
-`lambda` and `alpha` (its sweeps); docs/method.md, "Reported numbers", has
-what the paper measured. Every variant is a cross-validation run of
+`lambda` and `alpha` (its sweeps), `reading` (as written and as run) and
+`augment` (generative augmentation, Ahn et al. 2025, of settings 1 and 2 at
+two ratios: `jaxser.augment` on every run, `<study>/augment.json`);
+docs/method.md, "Reported numbers", has what the paper measured. Every variant is a cross-validation run of
 `jaxser.crossval` over the seeds and folds asked for; `jaxser.ablate_report`
 writes the tables and `jaxser.plots` the figures.
 
@@ -80,7 +82,7 @@ def define_flags():
   flags.DEFINE_list('folds', None,
                     "Folds (default all of the protocol's; with --quick 0).")
   flags.DEFINE_list('study', ['settings', 'lambda', 'alpha'],
-                    'Studies to run: settings, lambda, alpha, reading.')
+                    'Studies to run: settings, lambda, alpha, reading, augment.')
   flags.DEFINE_bool('quick', False, 'One seed and one fold by default (with '
                     '--config=jaxser/configs/demo.py:quick: the CPU size).')
 
@@ -269,9 +271,45 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, study: Study,
     logging.info('study %s, %s: UA %.2f WA %.2f (%.0f s)', study.name,
                  variant.name, rows[-1]['ua_mean'], rows[-1]['wa_mean'],
                  time.perf_counter() - start)
+  sections, augmented = _augment(config, study, study_dir, first_runs, seeds, folds)
   files = ablate_report.write(study, study_dir, rows, summaries, first_runs,
-                             config, seeds, folds, quick=quick)
-  return {'rows': rows, 'files': files}
+                             config, seeds, folds, quick=quick, sections=sections)
+  return {'rows': rows, 'files': files, **({'augment': augmented} if augmented else {})}
+
+
+def _augment(config, study: Study, study_dir: str, first_runs: dict, seeds, folds):
+  """`jaxser.augment` on every run of the study at each of its ratios.
+
+  Returns:
+    (results.md's lines, variant name -> ratio -> `augment_study.augment_runs`'
+    summary); ([], {}) for a study without `augment_ratios`. Writes
+    `<study>/augment.json`.
+  """
+  if not study.augment_ratios:
+    return [], {}
+  from jaxser import augment_study  # pylint: disable=g-import-not-at-top (it imports flax)
+  workdir = os.path.dirname(study_dir)
+  augmented = {}
+  for variant in study.variants:
+    dirs = fold_dirs(os.path.join(workdir, RUNS, variant.key), seeds, folds)
+    for ratio in study.augment_ratios:
+      with_ratio = variant_config(config, variant)
+      with_ratio.augment.ratio = float(ratio)
+      logging.info('study %s, %s: augmentation at ratio %g', study.name, variant.name, ratio)
+      augmented.setdefault(variant.name, {})[ratio] = augment_study.augment_runs(
+          dirs, with_ratio)
+  fileio.write_json(os.path.join(study_dir, 'augment.json'), {
+      name: {f'{r:g}': s for r, s in by_ratio.items()} for name, by_ratio in augmented.items()})
+  lines = augment_study.study_lines(augmented, {v.name: v.lam for v in study.variants})
+  ratio = study.augment_ratios[0]
+  for variant in study.variants:
+    fold_dir = first_runs[variant.name][0]
+    figure = os.path.join(variant.name, os.path.relpath(fold_dir, os.path.join(
+        workdir, RUNS, variant.key)), 'augment', f'ratio{ratio:g}', 'real_and_generated.png')
+    if os.path.exists(os.path.join(study_dir, figure)):
+      lines += [f'`{variant.name}`, ratio {ratio:g}: real and generated vectors of one run:',
+                '', f'![real and generated]({figure})', '']
+  return lines, augmented
 
 
 # --------------------------------------------------------------------------

@@ -231,7 +231,7 @@ def _made_by() -> str:
 
 
 def markdown(study: studies.Study, rows, summaries, figures, config, seeds,
-             folds, quick=False) -> str:
+             folds, quick=False, sections=()) -> str:
   """The study's results.md.
 
   Args:
@@ -243,6 +243,7 @@ def markdown(study: studies.Study, rows, summaries, figures, config, seeds,
     seeds: the seeds.
     folds: the folds; None for all of the protocol's.
     quick: whether `config` is a `--quick` one.
+    sections: more Markdown lines, after the claims (the augmentation's).
 
   Returns:
     The Markdown text.
@@ -270,6 +271,7 @@ def markdown(study: studies.Study, rows, summaries, figures, config, seeds,
   claims = _claim_lines(rows, summaries)
   if claims:
     lines += ["## The paper's claims, measured", ''] + claims + ['']
+  lines += list(sections)
   lines += ['## Confusion matrices (Tables 1-2)', '',
             'Row-normalised test confusion, the mean over the runs of each '
             "run's row-normalised matrix (the figures show the summed counts).", '']
@@ -358,7 +360,7 @@ def _figure4s(study, study_dir, rows, summaries, first_runs) -> list[tuple[str, 
 
 
 def write(study: studies.Study, study_dir: str, rows, summaries, first_runs,
-          config, seeds, folds, *, quick=False) -> list[str]:
+          config, seeds, folds, *, quick=False, sections=()) -> list[str]:
   """results.csv, the figures and results.md in `study_dir`; their paths.
 
   Args:
@@ -373,6 +375,7 @@ def write(study: studies.Study, study_dir: str, rows, summaries, first_runs,
     seeds: the seeds.
     folds: the folds; None for all of the protocol's.
     quick: whether `config` is a `--quick` one.
+    sections: more Markdown lines for results.md, after the claims.
 
   Returns:
     The paths written: results.csv, results.md, then the figures.
@@ -381,6 +384,7 @@ def write(study: studies.Study, study_dir: str, rows, summaries, first_runs,
   files = [write_csv(rows, os.path.join(study_dir, 'results.csv'))]
   md_path = os.path.join(study_dir, 'results.md')
   with open(md_path, 'w') as f:
-    f.write(markdown(study, rows, summaries, figures, config, seeds, folds, quick))
+    f.write(markdown(study, rows, summaries, figures, config, seeds, folds, quick,
+                     sections))
   logging.info('study %s: wrote %s', study.name, md_path)
   return files + [md_path] + [path for _, path in figures]

@@ -14,6 +14,7 @@ generators' mean MI bound and the runs' FC2 accuracy on their vectors.
 import glob
 import json
 import os
+from typing import Sequence
 
 from absl import logging
 import ml_collections
@@ -25,15 +26,13 @@ from jaxser import fileio
 from jaxser import report
 from jaxser.errors import JaxserError
 
-__all__ = ['markdown', 'run_all']
+__all__ = ['augment_runs', 'markdown', 'run_all', 'study_lines']
 
 
 def run_all(root: str, config: ml_collections.ConfigDict | None = None) -> dict:
-  """`run` on every finished run of a crossval workdir; a paired summary.
+  """`augment_runs` on every finished run of a crossval workdir, written.
 
-  A run's results are reused when they were made with the same settings
-  from the same run (its identity and selected step); otherwise it is
-  augmented anew. Writes `<root>/augment_ratio<r>.json` and `.md`.
+  Writes `<root>/augment_ratio<r>.json` and `.md`.
 
   Raises:
     JaxserError: no finished run under `root`.
@@ -42,9 +41,33 @@ def run_all(root: str, config: ml_collections.ConfigDict | None = None) -> dict:
       os.path.join(root, 'seed*', 'fold*', 'results.json')))
   if not dirs:
     raise JaxserError(f'{root}: no finished run (seed*/fold*/results.json) to augment')
-  # One set of settings for every run: the config's, else the first run's.
+  summary = augment_runs(dirs, config, root=root)
+  name = f'augment_ratio{summary["settings"]["ratio"]:g}'
+  fileio.write_json(os.path.join(root, name + '.json'), summary)
+  fileio.atomic_write(os.path.join(root, name + '.md'), markdown(summary))
+  return summary
+
+
+def augment_runs(dirs: Sequence[str], config: ml_collections.ConfigDict | None = None,
+                 *, root: str | None = None) -> dict:
+  """`augment.run` on each run of `dirs` with one set of settings; a summary.
+
+  The settings are `config.augment` (else the first run's own). A run's
+  results are reused when they were made with the same settings from the
+  same run (its identity and selected step); otherwise it is augmented anew.
+
+  Args:
+    dirs: finished run workdirs (`seed<s>/fold<k>/`).
+    config: a config whose `augment` fields to use.
+    root: what the summary names the runs relative to (default: the first
+      run's `<root>/seed<s>/fold<k>`).
+
+  Returns:
+    Mean and std per variant, gains paired by run, the generators' judging,
+    the per-run test UAs (`ua_per_run`, in the order of `run_names`).
+  """
   aug = augment.augment_config(dirs[0], None if config is not None else
-                        evaluate.restore_selected(dirs[0])[0], config)
+                               evaluate.restore_selected(dirs[0])[0], config)
   config = ml_collections.ConfigDict({'augment': aug.to_dict()})
   per_run = []
   for number, fold_dir in enumerate(dirs, 1):
@@ -59,11 +82,9 @@ def run_all(root: str, config: ml_collections.ConfigDict | None = None) -> dict:
     else:
       logging.info('augment %d of %d: %s', number, len(dirs), fold_dir)
       per_run.append(augment.run(fold_dir, config))
-  summary = {**_summary(per_run), 'settings': aug.to_dict()}
-  name = f'augment_ratio{aug.ratio:g}'
-  fileio.write_json(os.path.join(root, name + '.json'), summary)
-  fileio.atomic_write(os.path.join(root, name + '.md'), markdown(summary))
-  return summary
+  root = root or os.path.dirname(os.path.dirname(dirs[0]))  # <root>/seed<s>/fold<k>
+  return {**_summary(per_run), 'settings': aug.to_dict(),
+          'run_names': [os.path.relpath(d, root) for d in dirs]}
 
 
 def _summary(per_run: list) -> dict:
@@ -83,6 +104,9 @@ def _summary(per_run: list) -> dict:
         k: float(np.mean([x[k] for x in g])) for k in ('mi_bound', 'real_classifier_accuracy')}
   out['before'] = {m: {'mean': float(np.mean(v)), 'std': float(np.std(v))}
                    for m, v in before.items()}
+  out['ua_per_run'] = {'before': before['ua'], **{
+      variant: [r['variants'][variant]['ua'] for r in per_run]
+      for variant in per_run[0]['variants']}}
   return out
 
 
@@ -113,3 +137,87 @@ def markdown(summary: dict) -> str:
   lines += [f'| {n} | {g["mi_bound"]:.3f} | {100 * g["real_classifier_accuracy"]:.1f} % |'
             for n, g in summary['generators'].items()]
   return '\n'.join(lines) + '\n'
+
+
+def _gain_cell(gain: dict | None, bold: bool = False) -> str:
+  if gain is None:
+    return '-'
+  t = '-' if gain['t'] is None else format(gain['t'], '.2f')
+  mean = f'{100 * gain["mean"]:+.2f}'
+  return f'{f"**{mean}**" if bold else mean} ({gain["better"]} of {gain["n"]}, t = {t})'
+
+
+def study_lines(summaries: dict, lambdas: dict) -> list[str]:
+  """The augmentation section of a study's results.md.
+
+  Args:
+    summaries: variant name -> ratio -> `augment_runs`' summary.
+    lambdas: variant name -> its centre-loss weight.
+
+  Returns:
+    Markdown lines: the gains over `none` per run and ratio, the generators,
+    and the centre loss' effect on the MI-regularised augmentation, paired
+    by run, where the study has runs with and without it.
+  """
+  first = next(iter(next(iter(summaries.values())).values()))
+  variants = list(first['variants'])
+  gains = [v for v in variants if v != 'none']
+  lines = ['## Generative augmentation (Ahn et al. 2025)', '',
+           f'`jaxser.augment` on every run: {first["settings"]["gan_steps"]} GAN updates, '
+           f'FC2 trained again for {first["settings"]["head_steps"]} updates from the '
+           "run's own (the CRNN and FC1 frozen), selected by dev UA. `none` is FC2 "
+           'trained again on the real vectors alone: the baseline. Gains in UA points '
+           'over `none`, paired by run (better in how many, t).', '',
+           '| run | ratio | none UA % | ' + ' | '.join(gains) + ' |',
+           '|---|---:|---:|' + '---:|' * len(gains)]
+  for name, by_ratio in summaries.items():
+    for ratio, summary in by_ratio.items():
+      none = summary['variants']['none']['ua']
+      cells = [_gain_cell(summary['variants'][v]['gain_over_none'], v == 'gan_mi')
+               for v in gains]
+      lines.append(f'| `{name}` (λ {lambdas[name]:g}) | {ratio:g} | {100 * none["mean"]:.2f} '
+                   f'± {100 * none["std"]:.2f} | ' + ' | '.join(cells) + ' |')
+  lines += ['', 'The generators, judged on 250 vectors of each class (mean over the runs; '
+            'a generator is trained the same way whatever the ratio, so a ratio whose '
+            'generators equal an earlier one\'s is not repeated):', '',
+            "| run | ratio | generator | MI bound (nats) | the run's FC2 on its vectors |",
+            '|---|---:|---|---:|---:|']
+  for name, by_ratio in summaries.items():
+    shown = []
+    for ratio, summary in by_ratio.items():
+      if summary['generators'] in shown:
+        continue
+      shown.append(summary['generators'])
+      lines += [f'| `{name}` | {ratio:g} | {g} | {v["mi_bound"]:.3f} | '
+                f'{100 * v["real_classifier_accuracy"]:.1f} % |'
+                for g, v in summary['generators'].items()]
+  return lines + [''] + _together_lines(summaries, lambdas)
+
+
+def _together_lines(summaries: dict, lambdas: dict) -> list[str]:
+  """The centre loss' effect on each variant's gain, paired by run (seed, fold)."""
+  without = [n for n in summaries if lambdas[n] == 0]
+  with_ = [n for n in summaries if lambdas[n] > 0]
+  if not without or not with_:
+    return []
+  lines = ['Centre loss and augmentation together: the gain over `none` with the '
+           'centre loss minus the gain without it, paired by seed and fold:', '']
+  for ratio in summaries[with_[0]]:
+    a, b = summaries[with_[0]][ratio], summaries[without[0]].get(ratio)
+    if b is None:
+      continue
+    pairs = sorted(set(a['run_names']) & set(b['run_names']))
+    for variant in [v for v in a['variants'] if v != 'none']:
+      diff = [_run_gain(a, variant, r) - _run_gain(b, variant, r) for r in pairs]
+      stats = _paired(diff, np.zeros(len(diff)))
+      generator = ''
+      if variant in a['generators'] and variant in b['generators']:
+        generator = (f'; MI bound {a["generators"][variant]["mi_bound"]:.3f} against '
+                     f'{b["generators"][variant]["mi_bound"]:.3f} nats')
+      lines.append(f'- ratio {ratio:g}, {variant}: {_gain_cell(stats)}{generator}')
+  return lines + ['']
+
+
+def _run_gain(summary: dict, variant: str, run_name: str) -> float:
+  i = summary['run_names'].index(run_name)
+  return summary['ua_per_run'][variant][i] - summary['ua_per_run']['none'][i]

@@ -10,6 +10,9 @@ writes them beside the paper's numbers (docs/method.md, "Reported numbers").
 - `reading`: settings 1 and 2 as the paper is written (the config as given)
   and as the authors' code ran it (`jaxser/configs/as_run.py`'s `AS_RUN`
   fields set on top of the config).
+- `augment`: settings 1 and 2, each run's last layer then trained again with
+  generative augmentation and its baselines (`jaxser.augment`) at two
+  synthetic-to-real ratios: Ahn et al. 2025, with and without the centre loss.
 """
 
 from typing import NamedTuple
@@ -39,6 +42,9 @@ class Study(NamedTuple):
   name: str
   title: str
   variants: tuple[Variant, ...]
+  # `jaxser.augment` on every run of every variant at each of these ratios
+  # (`config.augment.ratio`); none: the runs alone.
+  augment_ratios: tuple[float, ...] = ()
 
 
 STUDIES = {
@@ -58,6 +64,11 @@ STUDIES = {
         Variant('setting2_as_written', 'mel', 0.3, 0.5),
         Variant('setting1_as_run', 'mel', 0.0, 0.5, 'run'),
         Variant('setting2_as_run', 'mel', 0.3, 0.5, 'run'))),
+    'augment': Study('augment', 'Generative augmentation of settings 1 and 2 '
+                     '(Ahn et al. 2025), without and with the centre loss', (
+                         Variant('setting1_mel_lambda0', 'mel', 0.0, 0.5),
+                         Variant('setting2_mel_lambda0.3', 'mel', 0.3, 0.5)),
+                     augment_ratios=(1.0, 2.0)),
 }
 
 

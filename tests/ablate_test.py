@@ -166,3 +166,41 @@ def test_command_line_flags():
       cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
   assert out.returncode != 0
   assert "unknown studies ['nope']" in out.stderr
+
+
+def test_augment_study_augments_every_run_at_each_ratio(tone_manifest, tmp_path, monkeypatch):
+  from jaxser import augment  # pylint: disable=g-import-not-at-top
+  config = tiny_config(tone_manifest, tmp_path)
+  config.augment.variants = 'none,gan_mi,noise'
+  config.augment.gan_steps, config.augment.head_steps = 50, 20
+  study = STUDY._replace(name='aug', augment_ratios=(1.0, 2.0))
+  workdir = str(tmp_path / 'ablate')
+  result = ablate.run(config, workdir, [study], seeds=[0], folds=[0])['aug']
+  with open(os.path.join(workdir, 'aug', 'augment.json')) as f:
+    saved = json.load(f)
+  assert set(saved) == {'softmax', 'center'} and set(saved['center']) == {'1', '2'}
+  for name, by_ratio in saved.items():
+    for ratio, summary in by_ratio.items():
+      fold_dir = os.path.join(workdir, 'aug', name, 'seed0', 'fold0')
+      with open(os.path.join(fold_dir, 'augment', f'ratio{ratio}', 'results.json')) as f:
+        run = json.load(f)
+      # The summary is this run's augmentation at this ratio.
+      assert summary['run_names'] == ['seed0/fold0']
+      assert summary['settings']['ratio'] == float(ratio) == run['settings']['ratio']
+      assert summary['ua_per_run']['gan_mi'] == [run['variants']['gan_mi']['ua']]
+      assert run['variants']['noise']['synthetic'] == 4 * round(
+          float(ratio) * run['sizes']['train'] / 4)
+  with open(os.path.join(workdir, 'aug', 'results.md')) as f:
+    md = f.read()
+  assert '## Generative augmentation (Ahn et al. 2025)' in md
+  assert '| `center` (λ 0.3) | 2 |' in md and '| `softmax` (λ 0) | 1 |' in md
+  assert '- ratio 2, gan_mi: ' in md  # with minus without the centre loss
+  figure = 'softmax/seed0/fold0/augment/ratio1/real_and_generated.png'
+  assert f']({figure})' in md
+  with open(os.path.join(workdir, 'aug', figure), 'rb') as f:
+    assert f.read(8) == PNG_SIGNATURE
+  # Again: nothing trained or augmented, the same report.
+  monkeypatch.setattr(augment, 'run', lambda *a, **k: pytest.fail('augmented again'))
+  trained = counting(monkeypatch, train, 'train_and_evaluate')
+  again = ablate.run(config, workdir, [study], seeds=[0], folds=[0])['aug']
+  assert trained == [] and again['augment'] == result['augment']

@@ -11,8 +11,13 @@ from jaxser.configs import demo
 
 def test_named_studies_share_runs_and_have_the_papers_numbers():
   variants = [v for study in studies.STUDIES.values() for v in study.variants]
-  assert len(variants) == 18 and len({v.key for v in variants}) == 13
-  assert sum(v.key == 'mel_lambda0.3_alpha0.5' for v in variants) == 4
+  assert len(variants) == 20 and len({v.key for v in variants}) == 13
+  assert sum(v.key == 'mel_lambda0.3_alpha0.5' for v in variants) == 5
+  # The augmentation study augments the settings study's runs 1 and 2.
+  augment = studies.STUDIES['augment']
+  assert augment.variants == studies.STUDIES['settings'].variants[:2]
+  assert augment.augment_ratios == (1.0, 2.0)
+  assert not any(s.augment_ratios for n, s in studies.STUDIES.items() if n != 'augment')
   assert all(studies.paper_result(v) is not None for v in variants)
   assert [studies.paper_result(v).ua for v in studies.STUDIES['lambda'].variants] == [
       63.80, 64.81, 65.71, 66.86, 60.08]
