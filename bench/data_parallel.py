@@ -7,7 +7,7 @@ Usage:
 For each device count it starts a fresh process with
 `XLA_FLAGS=--xla_force_host_platform_device_count=N` (on a CPU; on a GPU or
 TPU host it uses the first N real devices instead) and times the package's
-sharded train step (`jaxser.train.make_steps` over `jaxser.parallel`'s mesh,
+sharded train step (`jaxser.steps.make_steps` over `jaxser.parallel`'s mesh,
 the state replicated, the global batch split over the devices) for the paper
 model and config at the same global batch. It prints utterances per second,
 the step time and the ratio to 1 device.
@@ -29,11 +29,11 @@ def child(args) -> None:
   """One device count, in this process: prints one JSON line."""
   sys.path[:0] = [ROOT, os.path.join(ROOT, 'bench')]
   import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
 
   from jaxser.configs import default as default_config  # pylint: disable=g-import-not-at-top
   from jaxser import config_lib  # pylint: disable=g-import-not-at-top
   from jaxser import parallel  # pylint: disable=g-import-not-at-top
+  from jaxser import steps  # pylint: disable=g-import-not-at-top
   from jaxser import train  # pylint: disable=g-import-not-at-top
   import train_step as bench  # pylint: disable=g-import-not-at-top
 
@@ -48,19 +48,20 @@ def child(args) -> None:
   model = config_lib.create_model(config, num_classes=4)
   state = parallel.replicate(
       train.create_train_state(config, model, bench.BINS[args.kind]), mesh)
-  train_fn, _ = train.make_steps(config, np.asarray(bench.CLASS_WEIGHTS), mesh)
+  train_fn, _ = steps.make_steps(config, mesh)
+  hparams = parallel.replicate(config_lib.step_hparams(config, bench.CLASS_WEIGHTS), mesh)
   batch = parallel.global_batch(
       bench.make_batch(args.batch, args.frames, bench.BINS[args.kind]), mesh)
   start = time.perf_counter()
-  compiled = train_fn.lower(state, batch).compile()
+  compiled = train_fn.lower(state, batch, hparams).compile()
   compile_s = time.perf_counter() - start
-  state, out = compiled(state, batch)  # warm-up
+  state, out = compiled(state, batch, hparams)  # warm-up
   jax.block_until_ready(out)
   times = []
   for _ in range(args.repeats):
     start = time.perf_counter()
     for _ in range(args.steps):
-      state, out = compiled(state, batch)
+      state, out = compiled(state, batch, hparams)
     jax.block_until_ready(out)
     times.append((time.perf_counter() - start) / args.steps)
   print(json.dumps({

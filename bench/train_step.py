@@ -9,7 +9,7 @@ For each input kind (mel = 128 bins, stft = 513 bins) and padded length, it
 builds the paper model with the paper config (`jaxser/configs/default.py`: centre
 loss on, lambda 0.3, alpha 0.5, Adam 3e-4) and a batch like the peer's
 (random features, lengths uniform in [T/2, T] with one at T, random labels),
-compiles `jaxser.train.make_steps`' train step ahead of time with the
+compiles `jaxser.steps.make_steps`' train step ahead of time with the
 package's XLA options (`jaxser.xla_options.compiler_options`; `--xla-defaults`
 leaves XLA's defaults), then, after one warm-up step, times `--steps` steps
 per round (by default as many as fill about 4 s, at least one) over
@@ -44,6 +44,7 @@ import numpy as np
 from jaxser.configs import default as default_config
 from jaxser import config_lib
 from jaxser import xla_options
+from jaxser import steps
 from jaxser import train
 
 BINS = {'mel': 128, 'stft': 513}
@@ -100,18 +101,21 @@ class JaxserRunner:
     config.model.gru_cell = gru_cell
     model = config_lib.create_model(config, num_classes=4)
     self.state = train.create_train_state(config, model, BINS[kind])
-    train_fn, eval_fn = train.make_steps(config, np.asarray(CLASS_WEIGHTS))
+    train_fn, eval_fn = steps.make_steps(config)
     self.batch = jax.device_put(batch)
     self.evaluate = evaluate
+    self.args = (self.batch,)
     if evaluate:
-      self.batch = {k: self.batch[k] for k in ('features', 'frame_lengths')}
+      self.args = ({k: self.batch[k] for k in ('features', 'frame_lengths')},)
+    else:
+      self.args += (jax.device_put(config_lib.step_hparams(config, CLASS_WEIGHTS)),)
     fn = eval_fn if evaluate else train_fn
     if not xla_options:
       # make_steps' jits carry the package's XLA options
       # (xla_options.compiler_options); re-jit the same function without them.
       fn = jax.jit(fn.__wrapped__, donate_argnums=() if evaluate else 0)
     start = time.perf_counter()
-    self.compiled = fn.lower(self.state, self.batch).compile()
+    self.compiled = fn.lower(self.state, *self.args).compile()
     self.compile_s = time.perf_counter() - start
     self.xla_bytes = _xla_bytes(self.compiled)
     self.flops = _flops(self.compiled)
@@ -119,9 +123,9 @@ class JaxserRunner:
   def run(self, steps: int) -> None:
     for _ in range(steps):
       if self.evaluate:
-        out = self.compiled(self.state, self.batch)
+        out = self.compiled(self.state, *self.args)
       else:
-        self.state, out = self.compiled(self.state, self.batch)
+        self.state, out = self.compiled(self.state, *self.args)
     jax.block_until_ready(out)
 
 

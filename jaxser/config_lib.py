@@ -1,13 +1,14 @@
 """A config turned into the typed objects a run needs, once.
 
 A run's `ConfigDict` is read here and nowhere below: `feature_params`,
-`convs`, `create_model` and `step_options` build what the layers take, and
+`convs`, `create_model` and `step_hparams` build what the layers take, and
 `validate` checks a config by building them (plus the fields that only the
 driver reads), so a bad field fails before any work, named.
 """
 
 import os
 
+import jax.numpy as jnp
 import ml_collections
 
 from jaxser import data as data_lib
@@ -17,7 +18,7 @@ from jaxser import protocols
 from jaxser.errors import ConfigError
 
 __all__ = ['cache_dir', 'convs', 'create_model', 'feature_params',
-           'protocol_options', 'set_fields', 'step_options', 'validate']
+           'protocol_options', 'set_fields', 'step_hparams', 'validate']
 
 
 def feature_params(config: ml_collections.ConfigDict) -> features_lib.FeatureParams:
@@ -50,10 +51,16 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> models.
                      kernel_init=config.model.kernel_init)
 
 
-def step_options(config: ml_collections.ConfigDict) -> dict:
-  """The train step's keyword arguments (lambda, alpha, warm-up, rule)."""
-  return dict(lam=config.center_loss_weight, alpha=config.center_alpha,
-              warmup_steps=config.warmup_steps, rule=config.center_update)
+def step_hparams(config: ml_collections.ConfigDict, class_weights) -> dict:
+  """The train step's per-run inputs: class weights, lambda, alpha, warm-up.
+
+  Arrays, not constants of the program: runs that differ only in these (and
+  in seed or data) share one compiled step.
+  """
+  return {'class_weights': jnp.asarray(class_weights, jnp.float32),
+          'lam': jnp.asarray(config.center_loss_weight, jnp.float32),
+          'alpha': jnp.asarray(config.center_alpha, jnp.float32),
+          'warmup_steps': jnp.asarray(config.warmup_steps, jnp.int32)}
 
 
 def cache_dir(config: ml_collections.ConfigDict, workdir: str) -> str:

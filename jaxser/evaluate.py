@@ -5,6 +5,7 @@ embeddings (`ablate`) all evaluate through here, so there is one eval step
 and one loop over a split's batches (`outputs`).
 """
 
+import functools
 import io
 import json
 import os
@@ -38,8 +39,16 @@ def eval_step(state: train_state.TrainState, batch: dict) -> dict:
 
 
 def make_eval_step(mesh: jax.sharding.Mesh | None = None):
-  """`eval_step` jitted data parallel over `mesh` (default: every device)."""
-  mesh = parallel.make_mesh() if mesh is None else mesh
+  """`eval_step` jitted data parallel over `mesh` (default: every device).
+
+  One jitted function per mesh: every run evaluating on it shares its
+  compiled programs.
+  """
+  return _jitted_eval_step(parallel.make_mesh() if mesh is None else mesh)
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_eval_step(mesh: jax.sharding.Mesh):
   state, rows = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   return jax.jit(eval_step, in_shardings=(state, rows), out_shardings=rows,
                  compiler_options=xla_options.compiler_options() or None)

@@ -1,48 +1,43 @@
 """Training: the jitted train step and the run of one fold, train_and_evaluate.
 
-`train_step(state, batch) -> (state, metrics)` is pure: the class centres live
-in the state next to the parameters and the optimizer state, and the whole
-step (forward, joint loss, Adam, centre update) is one jit-compiled program
-per padded length, with the state donated.
+The step itself is `jaxser.steps.train_step(state, batch, hparams) -> (state,
+metrics)`, pure: the class centres live in the state next to the parameters
+and the optimizer state, and the whole step (forward, joint loss, Adam,
+centre update) is one jit-compiled program per padded length, with the state
+donated, shared by every run of the same model and input size.
 """
 
 import contextlib
-import functools
 import json
 import os
 from typing import Any, Callable, NamedTuple
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
-from jaxser import center_loss
 from jaxser import checkpoint as checkpoint_lib
 from jaxser import config_lib
 from jaxser import evaluate as evaluate_lib
 from jaxser import fileio
 from jaxser import guards
 from jaxser import input_pipeline
-from jaxser import losses
 from jaxser import models
 from jaxser import parallel
 from jaxser import prepare as prepare_lib
 from jaxser import progress as progress_lib
 from jaxser import provenance
 from jaxser import run_record
+from jaxser import steps as steps_lib
 from jaxser import train_state
 from jaxser import workdir as workdir_lib
-from jaxser import xla_options
 from jaxser.errors import Interrupted
 from jaxser.errors import JaxserError
 from jaxser.errors import NonFiniteError
 from jaxser.train_state import TrainState
 
-__all__ = ['create_train_state', 'is_eval_step', 'make_steps', 'train_and_evaluate',
-           'train_step']
+__all__ = ['create_train_state', 'is_eval_step', 'train_and_evaluate']
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: models.CRNN,
@@ -50,81 +45,6 @@ def create_train_state(config: ml_collections.ConfigDict, model: models.CRNN,
   """`train_state.create` with the config's seed and learning rate."""
   return train_state.create(model, num_bins, seed=config.seed,
                             learning_rate=config.learning_rate)
-
-
-def train_step(state: TrainState, batch: dict, *, class_weights: jax.Array,
-               lam: float, alpha: float, warmup_steps: int,
-               rule: str = 'ema') -> tuple[TrainState, dict]:
-  """One step of the joint loss (equation 7), Adam and the centre update (4).
-
-  Args:
-    state: the current TrainState.
-    batch: `features [B, T, F]`, `frame_lengths [B]`, `labels [B]`, `mask [B]`.
-    class_weights: `[classes]` from the training split's counts.
-    lam, alpha: lambda and alpha after the warm-up.
-    warmup_steps: steps with lambda 0 and alpha 1 first.
-    rule: the centre update, 'ema' (equation 4) or 'wen'.
-
-  Returns:
-    The new state and a flat dict of scalar metrics.
-  """
-  lam_t, alpha_t = losses.warmup_schedule(
-      state.step, warmup_steps=warmup_steps, lam=lam, alpha=alpha)
-  labels, mask = batch['labels'], batch['mask']
-
-  # Every step's randomness (dropout, for a model with any) is its own key.
-  step_key = jax.random.fold_in(state.rng, state.step)
-
-  def loss_fn(params):
-    logits, embeddings = state.apply_fn({'params': params}, batch['features'],
-                                        batch['frame_lengths'],
-                                        rngs={'dropout': step_key})
-    total, parts = losses.joint_loss(logits, embeddings, labels, state.centers,
-                                     class_weights=class_weights, lam=lam_t,
-                                     mask=mask)
-    return total, (logits, embeddings, parts)
-
-  (total, (logits, embeddings, parts)), grads = jax.value_and_grad(
-      loss_fn, has_aux=True)(state.params)
-  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  centers = center_loss.update(state.centers, embeddings, labels,
-                               alpha=alpha_t, mask=mask, rule=rule)
-  correct = (jnp.argmax(logits, -1) == labels) & mask
-  metrics = {
-      'loss': total, 'ce': parts['ce'], 'center': parts['center'],
-      'lambda': lam_t, 'alpha': alpha_t,
-      'accuracy': jnp.sum(correct) / jnp.maximum(jnp.sum(mask), 1),
-      'grad_norm': optax.tree.norm(grads),
-      'center_max_abs': jnp.max(jnp.abs(centers.centers)),
-  }
-  new_state = state.replace(step=state.step + 1, params=params,
-                            opt_state=opt_state, centers=centers)
-  return new_state, metrics
-
-
-def make_steps(config: ml_collections.ConfigDict, class_weights: np.ndarray,
-               mesh: jax.sharding.Mesh | None = None):
-  """The jitted train step (state donated) and eval step for a config.
-
-  Both are data parallel over `mesh` (default: a mesh over every device,
-  `parallel.make_mesh()`): the batch is split along its first axis, the state
-  is replicated, and XLA inserts the reductions over the global batch. With
-  one device this is the plain single-device step. Give the train step a
-  state placed with `parallel.replicate(state, mesh)` (as it returns it), or
-  its first call compiles once more for the unplaced state.
-  """
-  step = functools.partial(
-      train_step, class_weights=jnp.asarray(class_weights, jnp.float32),
-      **config_lib.step_options(config))
-  mesh = parallel.make_mesh() if mesh is None else mesh
-  state, rows = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-  # Faster CPU convolutions (and elementwise fusions, for log-Mel inputs).
-  options = xla_options.compiler_options(
-      num_bins=config_lib.feature_params(config).num_bins) or None
-  return (jax.jit(step, in_shardings=(state, rows), out_shardings=(state, state),
-                  donate_argnums=0, compiler_options=options),
-          evaluate_lib.make_eval_step(mesh))
 
 
 # --------------------------------------------------------------------------
@@ -190,6 +110,7 @@ class _Run(NamedTuple):
   data: prepare_lib.RunData
   mesh: jax.sharding.Mesh
   train_fn: Callable
+  hparams: dict  # config_lib.step_hparams, on the mesh
   eval_fn: Callable
   checkpoints: checkpoint_lib.Checkpoints
   iterator: Any
@@ -231,7 +152,8 @@ def _train_and_evaluate(config, workdir, interrupt_at_step, closing, run_log):
   model = config_lib.create_model(config, data.label_map.num_classes)
   state = parallel.replicate(
       create_train_state(config, model, data.feature_params.num_bins), mesh)
-  train_fn, eval_fn = make_steps(config, data.class_weights, mesh)
+  train_fn, eval_fn = steps_lib.make_steps(config, mesh)
+  hparams = parallel.replicate(config_lib.step_hparams(config, data.class_weights), mesh)
   checkpoints = closing.enter_context(checkpoint_lib.Checkpoints(workdir))
   # Each process prepares its own rows of every global batch.
   iterator = input_pipeline.train_iterator(input_pipeline.train_dataset(
@@ -241,7 +163,7 @@ def _train_and_evaluate(config, workdir, interrupt_at_step, closing, run_log):
   state, best, window = _resume(checkpoints, state, iterator, data.identity, workdir)
   run_log.start()  # the workdir holds this run: its log may be written
   writer = closing.enter_context(workdir_lib.MetricsWriter(workdir, int(state.step)))
-  run = _Run(config, workdir, data, mesh, train_fn, eval_fn, checkpoints,
+  run = _Run(config, workdir, data, mesh, train_fn, hparams, eval_fn, checkpoints,
              iterator, writer, started)
   state, best = _train(run, state, best, window, interrupt_at_step)
   if state is None:  # interrupted as asked
@@ -280,7 +202,8 @@ def _train(run: _Run, state, best: dict, window: list, interrupt_at_step):
   pending = []  # (step, device metrics) not yet fetched
   for step in range(start + 1, config.num_train_steps + 1):
     batch = parallel.global_batch(next(run.iterator), run.mesh)
-    state, step_metrics = progress.step(lambda: run.train_fn(state, batch), batch, step)
+    state, step_metrics = progress.step(lambda: run.train_fn(state, batch, run.hparams),
+                                        batch, step)
     pending.append((step, step_metrics))
     last = step == config.num_train_steps
     log_now = step % config.log_every_steps == 0 or last

@@ -4,9 +4,13 @@
 side by side (the centres are explicit carried state, not model variables),
 the step and one RNG key from which every step derives its own
 (`jax.random.fold_in(rng, step)`), so a resumed run draws the same numbers.
-The model's `apply` and the optimizer are static fields.
+The model's `apply` and the optimizer are static fields, equal for equal
+models and learning rates, so runs that differ only in seed, data or the
+step's inputs share one compiled train step.
 """
 
+import dataclasses
+import functools
 from typing import Any, Callable
 
 from flax import struct
@@ -17,7 +21,7 @@ import optax
 from jaxser import center_loss
 from jaxser import models
 
-__all__ = ['TrainState', 'abstract', 'create']
+__all__ = ['ModelApply', 'TrainState', 'abstract', 'adam', 'create']
 
 
 @struct.dataclass
@@ -32,6 +36,25 @@ class TrainState:
   tx: optax.GradientTransformation = struct.field(pytree_node=False)
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelApply:
+  """`model.apply`, equal (and hashing equal) for equal models.
+
+  A bound method is equal only to itself, so two runs' states would differ
+  in their static fields and the jitted step would compile once per run.
+  """
+  model: models.CRNN
+
+  def __call__(self, *args, **kwargs):
+    return self.model.apply(*args, **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def adam(learning_rate: float) -> optax.GradientTransformation:
+  """`optax.adam(learning_rate)`, one object per learning rate (see ModelApply)."""
+  return optax.adam(learning_rate)
+
+
 def create(model: models.CRNN, num_bins: int, *, seed: int,
            learning_rate: float) -> TrainState:
   """Initial parameters (from `seed`), Adam state and zero centres."""
@@ -39,12 +62,12 @@ def create(model: models.CRNN, num_bins: int, *, seed: int,
   frames = models.min_frames(model.convs)
   variables = model.init(init_rng, jnp.zeros((1, frames, num_bins), jnp.float32),
                          jnp.full((1,), frames, jnp.int32))
-  tx = optax.adam(learning_rate)
+  tx = adam(float(learning_rate))
   params = variables['params']
   return TrainState(
       step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
       centers=center_loss.init(model.num_classes, model.embedding_dim),
-      rng=state_rng, apply_fn=model.apply, tx=tx)
+      rng=state_rng, apply_fn=ModelApply(model), tx=tx)
 
 
 def abstract(model: models.CRNN, num_bins: int, *, learning_rate: float) -> TrainState:

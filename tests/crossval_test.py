@@ -41,3 +41,29 @@ def test_a_fixed_division_gives_every_seed_the_same_split(tone_manifest, tmp_pat
   assert len({tuple(ids) for ids in fixed.values()}) == 1  # one division
   with open(tmp_path / 'b' / 'summary.md') as f:
     assert 'Subsets dealt once (split seed 7) for every seed.' in f.read()
+
+
+def test_folds_and_seeds_share_one_train_program_per_bucket(tmp_path):
+  from conftest import write_tone_corpus  # pylint: disable=g-import-not-at-top
+  from jaxser import steps  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config()
+  config.corpus = 'manifest'
+  config.corpus_root = write_tone_corpus(str(tmp_path / 'tones'), per_class_speaker=6)
+  config.cache_dir, config.plots = str(tmp_path / 'cache'), False
+  config.protocol = 'paper'  # 5 folds, each with its own class weights
+  config.features.max_frames, config.buckets = 200, (200,)
+  config.num_train_steps = config.eval_every_steps = config.checkpoint_every_steps = 4
+  train_fn, eval_fn = steps.make_steps(config)  # the jitted steps every run gets
+  train_fn.clear_cache()
+  eval_fn.clear_cache()
+  summary = crossval.run(config, str(tmp_path / 'cv'), [0, 1], None)
+  assert len(summary['folds']) == 10
+  weights = set()
+  for fold in range(5):
+    fold_config = config.copy_and_resolve_references()
+    fold_config.fold = fold
+    data = prepare.prepare(fold_config, str(tmp_path / 'cv' / 'seed0' / f'fold{fold}'))
+    weights.add(tuple(np.round(data.class_weights, 6)))
+  assert len(weights) > 1  # the folds' class weights differ: not constants
+  # Ten runs, one train program and one eval program (one bucket).
+  assert train_fn._cache_size() == eval_fn._cache_size() == len(config.buckets)

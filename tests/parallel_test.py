@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = textwrap.dedent('''
     import jax, numpy as np
     from jaxser.configs import tiny
-    from jaxser import config_lib, parallel, train
+    from jaxser import config_lib, parallel, steps, train
 
     assert jax.device_count() == 4, jax.devices()
     config = tiny.get_config()
@@ -40,10 +40,12 @@ SCRIPT = textwrap.dedent('''
       parallel.check_divisible(8, mesh)
       state = train.create_train_state(config, model, 64)
       state = parallel.replicate(state, mesh)
-      # The package's steps (train.make_steps), as train_and_evaluate runs them.
-      train_fn, eval_fn = train.make_steps(config, np.array([1., 1.5, 1., 1.5]), mesh)
+      # The package's steps (steps.make_steps), as train_and_evaluate runs them.
+      train_fn, eval_fn = steps.make_steps(config, mesh)
+      hparams = parallel.replicate(config_lib.step_hparams(
+          config, np.array([1., 1.5, 1., 1.5])), mesh)
       for batch in batches:
-        state, _ = train_fn(state, parallel.global_batch(batch, mesh))
+        state, _ = train_fn(state, parallel.global_batch(batch, mesh), hparams)
       outputs = eval_fn(state, parallel.shard_batch(batches[0], mesh))
       assert len(outputs['logits'].sharding.device_set) == len(devices)
       return jax.device_get(state), jax.device_get(outputs)
@@ -95,20 +97,20 @@ RECORDING_DRIVER = textwrap.dedent('''
     from absl import app
     import jax
     import numpy as np
-    from jaxser import cli, main, train
-    make_steps = train.make_steps
+    from jaxser import cli, main, steps
+    make_steps = steps.make_steps
 
-    def recording_make_steps(config, class_weights, mesh=None):
-      train_fn, eval_fn = make_steps(config, class_weights, mesh)
-      def step(state, batch):
-        state, metrics = train_fn(state, batch)
+    def recording_make_steps(config, mesh=None):
+      train_fn, eval_fn = make_steps(config, mesh)
+      def step(state, batch, hparams):
+        state, metrics = train_fn(state, batch, hparams)
         leaves = jax.tree_util.tree_leaves((state.params, state.centers.centers))
         np.savez(os.environ['STATE_OUT'],
                  *[np.asarray(leaf.addressable_data(0)) for leaf in leaves])
         return state, metrics
       return step, eval_fn
 
-    train.make_steps = recording_make_steps
+    steps.make_steps = recording_make_steps
     cli.run(main.main, main.define_flags)
 ''')
 

@@ -50,14 +50,14 @@ import os
 from absl import app
 import jax
 import jax.numpy as jnp
-from jaxser import cli, main, train
+from jaxser import cli, main, steps
 where, value, at = os.environ['FAULT'].split(':')
-make_steps = train.make_steps
+make_steps = steps.make_steps
 
-def faulty_make_steps(config, class_weights, mesh=None):
-  train_fn, eval_fn = make_steps(config, class_weights, mesh)
-  def step(state, batch):
-    state, metrics = train_fn(state, batch)
+def faulty_make_steps(config, mesh=None):
+  train_fn, eval_fn = make_steps(config, mesh)
+  def step(state, batch, hparams):
+    state, metrics = train_fn(state, batch, hparams)
     if int(state.step) == int(at):
       bad = jnp.float32(value)
       if where == 'centers':
@@ -73,7 +73,7 @@ def faulty_make_steps(config, class_weights, mesh=None):
     return state, metrics
   return step, eval_fn
 
-train.make_steps = faulty_make_steps
+steps.make_steps = faulty_make_steps
 cli.run(main.main, main.define_flags)
 '''
 

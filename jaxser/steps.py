@@ -1,0 +1,112 @@
+"""The jitted steps: the train step of one run, its per-run inputs, and both
+steps compiled for a mesh.
+
+`train_step(state, batch, hparams) -> (state, metrics)` is pure: one step of
+the joint loss (equation 7), Adam and the centre update (equation 4), the
+centres carried in the state. What differs between runs of one model (class
+weights, lambda, alpha, the warm-up) are inputs (`config_lib.step_hparams`),
+not constants of the program, so the folds and seeds of a cross-validation
+and the points of a lambda or alpha sweep share one compiled step per padded
+length.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from jaxser import center_loss
+from jaxser import config_lib
+from jaxser import evaluate as evaluate_lib
+from jaxser import losses
+from jaxser import parallel
+from jaxser import xla_options
+from jaxser.train_state import TrainState
+
+__all__ = ['make_steps', 'train_step']
+
+
+def train_step(state: TrainState, batch: dict, hparams: dict, *,
+               rule: str = 'ema') -> tuple[TrainState, dict]:
+  """One step of the joint loss (equation 7), Adam and the centre update (4).
+
+  Args:
+    state: the current TrainState.
+    batch: `features [B, T, F]`, `frame_lengths [B]`, `labels [B]`, `mask [B]`.
+    hparams: `config_lib.step_hparams`: `class_weights [classes]` (from the
+      training split's counts), `lam` and `alpha` after the warm-up, `warmup_steps`
+      (steps with lambda 0 and alpha 1 first); scalars as 0-d arrays.
+    rule: the centre update, 'ema' (equation 4) or 'wen'.
+
+  Returns:
+    The new state and a flat dict of scalar metrics.
+  """
+  lam_t, alpha_t = losses.warmup_schedule(
+      state.step, warmup_steps=hparams['warmup_steps'], lam=hparams['lam'],
+      alpha=hparams['alpha'])
+  labels, mask = batch['labels'], batch['mask']
+
+  # Every step's randomness (dropout, for a model with any) is its own key.
+  step_key = jax.random.fold_in(state.rng, state.step)
+
+  def loss_fn(params):
+    logits, embeddings = state.apply_fn({'params': params}, batch['features'],
+                                        batch['frame_lengths'],
+                                        rngs={'dropout': step_key})
+    total, parts = losses.joint_loss(logits, embeddings, labels, state.centers,
+                                     class_weights=hparams['class_weights'],
+                                     lam=lam_t, mask=mask)
+    return total, (logits, embeddings, parts)
+
+  (total, (logits, embeddings, parts)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  centers = center_loss.update(state.centers, embeddings, labels,
+                               alpha=alpha_t, mask=mask, rule=rule)
+  correct = (jnp.argmax(logits, -1) == labels) & mask
+  metrics = {
+      'loss': total, 'ce': parts['ce'], 'center': parts['center'],
+      'lambda': lam_t, 'alpha': alpha_t,
+      'accuracy': jnp.sum(correct) / jnp.maximum(jnp.sum(mask), 1),
+      'grad_norm': optax.tree.norm(grads),
+      'center_max_abs': jnp.max(jnp.abs(centers.centers)),
+  }
+  new_state = state.replace(step=state.step + 1, params=params,
+                            opt_state=opt_state, centers=centers)
+  return new_state, metrics
+
+
+def make_steps(config: ml_collections.ConfigDict,
+               mesh: jax.sharding.Mesh | None = None):
+  """The jitted train step (state donated) and eval step for a config.
+
+  `train_fn(state, batch, hparams)` takes `config_lib.step_hparams(config,
+  class_weights)`; `eval_fn(state, batch)`. Both are data parallel over
+  `mesh` (default: a mesh over every device, `parallel.make_mesh()`): the
+  batch is split along its first axis, the state and the hyperparameters
+  are replicated, and XLA inserts the reductions over the global batch.
+  With one device this is the plain single-device step. Give the train step
+  a state placed with `parallel.replicate(state, mesh)` (as it returns it),
+  or its first call compiles once more for the unplaced state.
+
+  The same jitted functions are returned for every config with the same
+  centre update rule and input size on the same mesh, so the folds and
+  seeds of a cross-validation compile one train program per padded length.
+  """
+  mesh = parallel.make_mesh() if mesh is None else mesh
+  # Faster CPU convolutions (and elementwise fusions, for log-Mel inputs).
+  options = xla_options.compiler_options(
+      num_bins=config_lib.feature_params(config).num_bins) or {}
+  return (_jitted_train_step(config.center_update, mesh, tuple(sorted(options.items()))),
+          evaluate_lib.make_eval_step(mesh))
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_train_step(rule: str, mesh: jax.sharding.Mesh, options: tuple):
+  state, rows = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  return jax.jit(functools.partial(train_step, rule=rule),
+                 in_shardings=(state, rows, state), out_shardings=(state, state),
+                 donate_argnums=0, compiler_options=dict(options) or None)
