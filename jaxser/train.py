@@ -139,6 +139,21 @@ class _Run(NamedTuple):
 def _train_and_evaluate(config, workdir, interrupt_at_step, closing, run_log):
   """Sets the run up, resumes it if a checkpoint is there, trains, reports."""
   mesh = parallel.make_mesh()
+  check_mesh(config, mesh)
+  run, state, ledger = open_run(config, workdir, mesh, closing, run_log,
+                                interrupt_at_step=interrupt_at_step)
+  progress = progress_lib.Progress(int(state.step), config.num_train_steps)
+  for step in range(int(state.step) + 1, config.num_train_steps + 1):
+    batch = parallel.global_batch(next(run.iterator), run.mesh)
+    state, step_metrics = progress.step(lambda: run.train_fn(state, batch, run.hparams),
+                                        batch, step)
+    if ledger.after_step(step, step_metrics, lambda: state, progress):
+      return None  # interrupted as asked
+  return final_report(run, state, ledger.best)
+
+
+def check_mesh(config, mesh) -> None:
+  """The batch sizes divide over the mesh; logs the devices."""
   for field in ('batch_size', 'eval_batch_size'):
     parallel.check_divisible(config[field], mesh, f'config.{field}')
   logging.info('devices: %s; data parallel over %d devices (%d processes): '
@@ -147,6 +162,18 @@ def _train_and_evaluate(config, workdir, interrupt_at_step, closing, run_log):
                config.batch_size // mesh.devices.size)
   if provenance.accelerator_warning():
     logging.warning('%s', provenance.accelerator_warning())
+
+
+def open_run(config, workdir: str, mesh, closing: contextlib.ExitStack, run_log, *,
+             interrupt_at_step: int | None = None, row: int | None = None):
+  """A run's data, steps, checkpoints and input, resumed if it was begun.
+
+  `interrupt_at_step` and `row` are the `Ledger`'s.
+
+  Returns:
+    `(run, state, ledger)`: the `_Run`, its state (resumed or initial, on
+    `mesh`) and its `Ledger`.
+  """
   started = provenance.now()
   data = prepare_lib.prepare(config, workdir)
   model = config_lib.create_model(config, data.label_map.num_classes)
@@ -165,10 +192,8 @@ def _train_and_evaluate(config, workdir, interrupt_at_step, closing, run_log):
   writer = closing.enter_context(workdir_lib.MetricsWriter(workdir, int(state.step)))
   run = _Run(config, workdir, data, mesh, train_fn, hparams, eval_fn, checkpoints,
              iterator, writer, started)
-  state, best = _train(run, state, best, window, interrupt_at_step)
-  if state is None:  # interrupted as asked
-    return None
-  return _final_report(run, state, best)
+  return run, state, Ledger(run, int(state.step), best, window,
+                            interrupt_at_step=interrupt_at_step, row=row)
 
 
 def _resume(checkpoints, state, iterator, identity: dict, workdir: str):
@@ -189,51 +214,57 @@ def _resume(checkpoints, state, iterator, identity: dict, workdir: str):
   return state, record.best, list(record.train_window)
 
 
-def _train(run: _Run, state, best: dict, window: list, interrupt_at_step):
-  """Steps to `num_train_steps`: logs, evaluates, selects and saves on the way.
+class Ledger:
+  """A run's books between steps: metrics, logs, dev selection, checkpoints.
 
-  Returns:
-    `(state, best)`; `(None, best)` when interrupted at `interrupt_at_step`.
+  `after_step` is called after every training step, with the step's device
+  metrics (`row`: this run's index in metrics stacked over runs); at a log,
+  evaluation or checkpoint step it fetches the metrics, checks them and the
+  state (`guards`), then logs, selects by dev UA and saves.
   """
-  config = run.config
-  start = int(state.step)
-  last_saved = start or None  # the latest checkpoint on disk, for messages
-  progress = progress_lib.Progress(start, config.num_train_steps)
-  pending = []  # (step, device metrics) not yet fetched
-  for step in range(start + 1, config.num_train_steps + 1):
-    batch = parallel.global_batch(next(run.iterator), run.mesh)
-    state, step_metrics = progress.step(lambda: run.train_fn(state, batch, run.hparams),
-                                        batch, step)
-    pending.append((step, step_metrics))
+
+  def __init__(self, run: _Run, start: int, best: dict, window: list, *,
+               interrupt_at_step: int | None = None, row: int | None = None):
+    self.run, self.best, self.window, self.row = run, best, window, row
+    self.interrupt_at_step = interrupt_at_step
+    self.last_saved = start or None  # the latest checkpoint on disk, for messages
+    self.pending = []  # (step, device metrics) not yet fetched
+
+  def after_step(self, step: int, metrics: dict, state_fn: Callable,
+                 progress: progress_lib.Progress) -> bool:
+    """Books step `step`; `state_fn()` gives the state after it. True: interrupted."""
+    config, run = self.run.config, self.run
+    self.pending.append((step, metrics))
     last = step == config.num_train_steps
     log_now = step % config.log_every_steps == 0 or last
     eval_now = is_eval_step(config, step)
-    interrupt = step == interrupt_at_step
+    interrupt = step == self.interrupt_at_step
     save_now = step % config.checkpoint_every_steps == 0 or last or interrupt
     if not (log_now or eval_now or save_now):
-      continue
-    fetched = [(s, {k: float(v) for k, v in jax.device_get(m).items()})
-               for s, m in pending]
-    pending = []
-    kept = guards.kept_message(run.workdir, last_saved)
+      return False
+    fetched = [(s, {k: float(v if self.row is None else v[self.row])
+                    for k, v in jax.device_get(m).items()}) for s, m in self.pending]
+    self.pending = []
+    state = state_fn()
+    kept = guards.kept_message(run.workdir, self.last_saved)
     guards.check_metrics(fetched, kept)  # before anything is evaluated or saved
     guards.check_state(state, step, kept)
-    window += fetched
+    self.window += fetched
     if log_now:
-      values = _mean_metrics(window)
+      values = _mean_metrics(self.window)
       run.writer.write(step, 'train', values)
-      logging.info('%s', progress.line(step, values))
-      window = []
+      logging.info('%s%s', '' if self.row is None else f'run {self.row}: ',
+                   progress.line(step, values))
+      self.window = []
     if eval_now:
-      best = _select(run, state, step, best, kept)
+      self.best = _select(run, state, step, self.best, kept)
     if save_now:
       run.checkpoints.save(checkpoint_lib.LATEST, step, state,
-                           run.record(step, best, window, latest=True))
-      last_saved = step
+                           run.record(step, self.best, self.window, latest=True))
+      self.last_saved = step
     if interrupt:
       logging.info('interrupted at step %d as asked; rerun to resume', step)
-      return None, best
-  return state, best
+    return interrupt
 
 
 def is_eval_step(config, step: int) -> bool:
@@ -270,7 +301,7 @@ def _select(run: _Run, state, step: int, best: dict, kept: str) -> dict:
   return best
 
 
-def _final_report(run: _Run, state, best: dict) -> dict:
+def final_report(run: _Run, state, best: dict) -> dict:
   """Test (and dev) with the best parameters; results.json and plots."""
   config, workdir, data = run.config, run.workdir, run.data
   if best['step'] is not None:
