@@ -12,6 +12,7 @@ coordinator is given; each process then prepares only its slice of every
 global batch, and `global_batch` assembles the global array from the slices.
 """
 
+import math
 import os
 
 from absl import logging
@@ -21,12 +22,14 @@ import numpy as np
 
 from jaxser.errors import ConfigError
 
-__all__ = ['DATA_AXIS', 'batch_sharding',
+__all__ = ['DATA_AXIS', 'RUNS_AXIS', 'batch_sharding', 'make_run_mesh', 'run_batch_sharding',
+           'run_sharding',
            'check_divisible', 'global_batch', 'initialize', 'is_chief',
            'make_mesh', 'replicate', 'replicated', 'shard_batch', 'sync',
            'to_host']
 
 DATA_AXIS = 'data'  # the mesh's one axis: the batch is split along it
+RUNS_AXIS = 'runs'  # a run mesh's first axis: runs trained side by side
 
 
 def initialize(coordinator_address: str | None = None,
@@ -59,6 +62,29 @@ def make_mesh(devices=None) -> jax.sharding.Mesh:
   """A 1-D mesh named 'data' over `devices` (default: all of them)."""
   devices = np.asarray(jax.devices() if devices is None else devices)
   return jax.sharding.Mesh(devices.reshape(-1), (DATA_AXIS,))
+
+
+def make_run_mesh(num_runs: int, devices=None) -> jax.sharding.Mesh:
+  """A 2-D mesh ('runs', 'data') for `num_runs` runs trained side by side.
+
+  The runs axis takes as many devices as divide both the run count and the
+  device count (gcd), the data axis the rest: 8 runs on 8 devices, one run
+  per device; 2 runs on 4 devices, each run's batch over 2; 3 runs on 4
+  devices, every run's batch over all 4.
+  """
+  devices = np.asarray(jax.devices() if devices is None else devices).reshape(-1)
+  runs = math.gcd(int(num_runs), devices.size)
+  return jax.sharding.Mesh(devices.reshape(runs, -1), (RUNS_AXIS, DATA_AXIS))
+
+
+def run_sharding(mesh) -> jax.sharding.NamedSharding:
+  """Leading (run) axis split over the run mesh's 'runs' axis."""
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(RUNS_AXIS))
+
+
+def run_batch_sharding(mesh) -> jax.sharding.NamedSharding:
+  """`[runs, batch, ...]`: runs over 'runs', each run's batch over 'data'."""
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(RUNS_AXIS, DATA_AXIS))
 
 
 def batch_sharding(mesh) -> jax.sharding.NamedSharding:

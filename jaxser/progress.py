@@ -31,7 +31,7 @@ class Progress:
 
   def step(self, run_step, batch, step: int):
     """Runs `run_step()`; the first batch of a new length is timed as a compile."""
-    frames = batch['features'].shape[1]
+    frames = batch['features'].shape[-2]  # [B, T, F], or [R, B, T, F] stacked
     if frames in self._seen:
       return run_step()
     self._seen.add(frames)

@@ -25,7 +25,7 @@ from jaxser import parallel
 from jaxser import xla_options
 from jaxser.train_state import TrainState
 
-__all__ = ['make_steps', 'train_step']
+__all__ = ['make_stacked_train_step', 'make_steps', 'stacked_train_step', 'train_step']
 
 
 def train_step(state: TrainState, batch: dict, hparams: dict, *,
@@ -109,4 +109,46 @@ def _jitted_train_step(rule: str, mesh: jax.sharding.Mesh, options: tuple):
   state, rows = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   return jax.jit(functools.partial(train_step, rule=rule),
                  in_shardings=(state, rows, state), out_shardings=(state, state),
+                 donate_argnums=0, compiler_options=dict(options) or None)
+
+
+def stacked_train_step(states: TrainState, batches: dict, hparams: dict, active: jax.Array,
+                       *, rule: str = 'ema') -> tuple[TrainState, dict]:
+  """`train_step` of R runs at once (`jax.vmap` over a leading run axis).
+
+  Args:
+    states: a TrainState whose every array has a leading axis of R runs.
+    batches: each run's batch, `[R, B, ...]`, padded to one length.
+    hparams: `config_lib.step_hparams` of each run, stacked (`[R]`, `[R, C]`).
+    active: `[R]` bool; an inactive run (finished, or resumed past this step)
+      keeps its state unchanged whatever its batch.
+    rule: the centre update, as `train_step`'s.
+
+  Returns:
+    The new states and each run's metrics (`[R]` each).
+  """
+  def one(state, batch, hp, on):
+    new, metrics = train_step(state, batch, hp, rule=rule)
+    return jax.tree.map(lambda n, o: jnp.where(on, n, o), new, state), metrics
+
+  return jax.vmap(one)(states, batches, hparams, active)
+
+
+def make_stacked_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
+  """`stacked_train_step` jitted over a runs x data mesh (`parallel.make_run_mesh`).
+
+  The states, hyperparameters and `active` are split over the mesh's 'runs'
+  axis, each run's batch over its 'data' axis; states donated. One jitted
+  function per rule, input size and mesh, like `make_steps`.
+  """
+  options = xla_options.compiler_options(
+      num_bins=config_lib.feature_params(config).num_bins) or {}
+  return _jitted_stacked_step(config.center_update, mesh, tuple(sorted(options.items())))
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_stacked_step(rule: str, mesh: jax.sharding.Mesh, options: tuple):
+  runs, rows = parallel.run_sharding(mesh), parallel.run_batch_sharding(mesh)
+  return jax.jit(functools.partial(stacked_train_step, rule=rule),
+                 in_shardings=(runs, rows, runs, runs), out_shardings=(runs, runs),
                  donate_argnums=0, compiler_options=dict(options) or None)
