@@ -72,7 +72,7 @@ from jaxser.studies import Variant
 
 __all__ = ['DEFAULT_SEEDS', 'QUICK_FOLDS', 'QUICK_SEEDS', 'define_flags',
            'fold_dirs', 'main', 'run',
-           'run_study', 'run_variant', 'variant_config']
+           'run_study', 'run_variant', 'train_side_by_side', 'variant_config']
 
 
 def define_flags():
@@ -83,6 +83,9 @@ def define_flags():
                     "Folds (default all of the protocol's; with --quick 0).")
   flags.DEFINE_list('study', ['settings', 'lambda', 'alpha'],
                     'Studies to run: settings, lambda, alpha, reading, augment.')
+  flags.DEFINE_integer('parallel_runs', None, 'Runs trained side by side as one '
+                       'program (jax.vmap), across variants; default 1 on a CPU, '
+                       '4 on a GPU or TPU.')
   flags.DEFINE_bool('quick', False, 'One seed and one fold by default (with '
                     '--config=jaxser/configs/demo.py:quick: the CPU size).')
 
@@ -155,9 +158,28 @@ def run_variant(config: ml_collections.ConfigDict, workdir: str, variant: Varian
   """
   run_dir = os.path.join(workdir, RUNS, variant.key)
   config = variant_config(config, variant)
-  record_path = os.path.join(run_dir, RUN_RECORD)
-  record = _read_json(record_path)
   wanted = {'seeds': list(seeds), 'folds': None if folds is None else list(folds)}
+  summary = _finished_summary(run_dir, config, corpus_content, wanted)
+  if summary is not None:
+    return summary
+  record_path = os.path.join(run_dir, RUN_RECORD)
+  os.makedirs(run_dir, exist_ok=True)
+  fileio.write_json(record_path, {'config': _compared(config),
+                                  'corpus_content': corpus_content, 'finished': None})
+  summary = crossval.run(config, run_dir, [int(s) for s in seeds],
+                         None if folds is None else [int(k) for k in folds])
+  fileio.write_json(record_path, {'config': _compared(config),
+                                  'corpus_content': corpus_content, 'finished': wanted})
+  return summary
+
+
+def _finished_summary(run_dir: str, config, corpus_content: str, wanted: dict):
+  """The variant's summary if all its runs finished before, else None.
+
+  Raises:
+    JaxserError: the run folder was trained with another config or corpus.
+  """
+  record = _read_json(os.path.join(run_dir, RUN_RECORD))
   # With the seeds and folds, the config and the corpus' content are the
   # identity of every run in the folder (crossval checks each run's own).
   if record is not None:
@@ -178,14 +200,44 @@ def run_variant(config: ml_collections.ConfigDict, workdir: str, variant: Varian
         and SUMMARY_FIELDS <= set(summary)):
       logging.info('%s: all runs finished before, summary reused', run_dir)
       return summary
-  os.makedirs(run_dir, exist_ok=True)
-  fileio.write_json(record_path, {'config': _compared(config),
-                                  'corpus_content': corpus_content, 'finished': None})
-  summary = crossval.run(config, run_dir, [int(s) for s in seeds],
-                         None if folds is None else [int(k) for k in folds])
-  fileio.write_json(record_path, {'config': _compared(config),
-                                  'corpus_content': corpus_content, 'finished': wanted})
-  return summary
+  return None
+
+
+def train_side_by_side(config: ml_collections.ConfigDict, workdir: str,
+                       studies: Sequence[Study], seeds: Sequence[int],
+                       folds: Sequence[int] | None, parallel_runs: int) -> None:
+  """Trains the unfinished runs of every variant, `parallel_runs` at a time.
+
+  Runs of different variants stack too (a lambda or alpha sweep differs only
+  in the step's inputs; `crossval.train_runs`). The variants' crossvals then
+  find them finished. A run folder of another config or corpus is refused
+  first, as `run_variant` refuses it.
+  """
+  config, content = _shared_cache(config, workdir)
+  todo = []
+  for variant in {v.key: v for study in studies for v in study.variants}.values():
+    run_dir = os.path.join(workdir, RUNS, variant.key)
+    variant_cfg = variant_config(config, variant)
+    wanted = {'seeds': list(seeds), 'folds': None if folds is None else list(folds)}
+    if _finished_summary(run_dir, variant_cfg, content, wanted) is not None:
+      continue
+    os.makedirs(run_dir, exist_ok=True)
+    fileio.write_json(os.path.join(run_dir, RUN_RECORD), {
+        'config': _compared(variant_cfg), 'corpus_content': content, 'finished': None})
+    todo += [(run_config, fold_dir) for _, _, run_config, fold_dir, done in
+             crossval.plan_runs(variant_cfg, run_dir, seeds, folds) if done is None]
+  logging.info('ablation: %d unfinished runs, up to %d side by side', len(todo),
+               parallel_runs)
+  crossval.train_runs(todo, parallel_runs=parallel_runs)
+
+
+def _shared_cache(config: ml_collections.ConfigDict, workdir: str):
+  """`(config with one feature cache for all the runs, the corpus' fingerprint)`."""
+  config = config.copy_and_resolve_references()
+  if not config.cache_dir:
+    config.cache_dir = config_lib.cache_dir(config, workdir)
+  utterances, _, _ = prepare_lib.load_corpus(config)  # what every variant reads
+  return config, fingerprint.corpus_fingerprint(utterances, config.cache_dir)
 
 
 def _link(study_dir: str, variant: Variant) -> None:
@@ -242,11 +294,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, study: Study,
   Returns:
     {'rows': the table's rows, 'files': the paths written}.
   """
-  config = config.copy_and_resolve_references()
-  if not config.cache_dir:  # one feature cache for all the runs
-    config.cache_dir = config_lib.cache_dir(config, workdir)
-  utterances, _, _ = prepare_lib.load_corpus(config)  # what every variant reads
-  content = fingerprint.corpus_fingerprint(utterances, config.cache_dir)
+  config, content = _shared_cache(config, workdir)
   study_dir = os.path.join(workdir, study.name)
   os.makedirs(study_dir, exist_ok=True)
   names = [v.name for v in study.variants]
@@ -271,45 +319,21 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, study: Study,
     logging.info('study %s, %s: UA %.2f WA %.2f (%.0f s)', study.name,
                  variant.name, rows[-1]['ua_mean'], rows[-1]['wa_mean'],
                  time.perf_counter() - start)
-  sections, augmented = _augment(config, study, study_dir, first_runs, seeds, folds)
+  sections, augmented = _augment(config, study, study_dir, seeds, folds)
   files = ablate_report.write(study, study_dir, rows, summaries, first_runs,
                              config, seeds, folds, quick=quick, sections=sections)
   return {'rows': rows, 'files': files, **({'augment': augmented} if augmented else {})}
 
 
-def _augment(config, study: Study, study_dir: str, first_runs: dict, seeds, folds):
-  """`jaxser.augment` on every run of the study at each of its ratios.
-
-  Returns:
-    (results.md's lines, variant name -> ratio -> `augment_study.augment_runs`'
-    summary); ([], {}) for a study without `augment_ratios`. Writes
-    `<study>/augment.json`.
-  """
+def _augment(config, study: Study, study_dir: str, seeds, folds):
+  """`augment_study.study_section` of the study's runs; ([], {}) without ratios."""
   if not study.augment_ratios:
     return [], {}
   from jaxser import augment_study  # pylint: disable=g-import-not-at-top (it imports flax)
-  workdir = os.path.dirname(study_dir)
-  augmented = {}
-  for variant in study.variants:
-    dirs = fold_dirs(os.path.join(workdir, RUNS, variant.key), seeds, folds)
-    for ratio in study.augment_ratios:
-      with_ratio = variant_config(config, variant)
-      with_ratio.augment.ratio = float(ratio)
-      logging.info('study %s, %s: augmentation at ratio %g', study.name, variant.name, ratio)
-      augmented.setdefault(variant.name, {})[ratio] = augment_study.augment_runs(
-          dirs, with_ratio)
-  fileio.write_json(os.path.join(study_dir, 'augment.json'), {
-      name: {f'{r:g}': s for r, s in by_ratio.items()} for name, by_ratio in augmented.items()})
-  lines = augment_study.study_lines(augmented, {v.name: v.lam for v in study.variants})
-  ratio = study.augment_ratios[0]
-  for variant in study.variants:
-    fold_dir = first_runs[variant.name][0]
-    figure = os.path.join(variant.name, os.path.relpath(fold_dir, os.path.join(
-        workdir, RUNS, variant.key)), 'augment', f'ratio{ratio:g}', 'real_and_generated.png')
-    if os.path.exists(os.path.join(study_dir, figure)):
-      lines += [f'`{variant.name}`, ratio {ratio:g}: real and generated vectors of one run:',
-                '', f'![real and generated]({figure})', '']
-  return lines, augmented
+  runs_dir = os.path.join(os.path.dirname(study_dir), RUNS)
+  runs = {v.name: (fold_dirs(os.path.join(runs_dir, v.key), seeds, folds),
+                   variant_config(config, v), v.lam) for v in study.variants}
+  return augment_study.study_section(runs, study.augment_ratios, study_dir)
 
 
 # --------------------------------------------------------------------------
@@ -318,13 +342,22 @@ def _augment(config, study: Study, study_dir: str, first_runs: dict, seeds, fold
 
 def run(config: ml_collections.ConfigDict, workdir: str, studies: Sequence[Study],
         seeds: Sequence[int], folds: Sequence[int] | None = None, *,
-        quick: bool = False) -> dict:
-  """Runs the studies in order; returns study name -> `run_study`'s result."""
+        quick: bool = False, parallel_runs: int | None = None) -> dict:
+  """Runs the studies in order; returns study name -> `run_study`'s result.
+
+  With `parallel_runs` above 1 (default `crossval.default_parallel_runs()`)
+  every unfinished run of every study is trained first, that many side by
+  side (`train_side_by_side`).
+  """
   config_lib.validate(config)
   distinct = {v.key for study in studies for v in study.variants}
   logging.info('ablation in %s: %d studies, %d distinct runs x %d seeds x %s folds',
                workdir, len(studies), len(distinct), len(seeds),
                'all' if folds is None else len(folds))
+  if parallel_runs is None:
+    parallel_runs = crossval.default_parallel_runs()
+  if parallel_runs > 1:
+    train_side_by_side(config, workdir, studies, seeds, folds, parallel_runs)
   return {study.name: run_study(config, workdir, study, seeds, folds, quick=quick)
           for study in studies}
 
@@ -348,7 +381,7 @@ def main(argv):
   folds = None if folds is None else cli.indices(folds, '--folds')
   workdir_lib.ensure_writable(FLAGS.workdir, 'the ablation workdir (--workdir)')
   results = run(config, FLAGS.workdir, [STUDIES[n] for n in FLAGS.study],
-                seeds, folds, quick=quick)
+                seeds, folds, quick=quick, parallel_runs=FLAGS.parallel_runs)
   for name, result in results.items():
     print(f'{name}: {os.path.join(FLAGS.workdir, name, "results.md")}')
     for row in result['rows']:

@@ -26,7 +26,7 @@ from jaxser import fileio
 from jaxser import report
 from jaxser.errors import JaxserError
 
-__all__ = ['augment_runs', 'markdown', 'run_all', 'study_lines']
+__all__ = ['augment_runs', 'markdown', 'run_all', 'study_lines', 'study_section']
 
 
 def run_all(root: str, config: ml_collections.ConfigDict | None = None) -> dict:
@@ -221,3 +221,35 @@ def _together_lines(summaries: dict, lambdas: dict) -> list[str]:
 def _run_gain(summary: dict, variant: str, run_name: str) -> float:
   i = summary['run_names'].index(run_name)
   return summary['ua_per_run'][variant][i] - summary['ua_per_run']['none'][i]
+
+
+def study_section(runs: dict, ratios: Sequence[float], study_dir: str):
+  """`augment_runs` on every run of a study's variants at each ratio.
+
+  Args:
+    runs: variant name -> (its finished run dirs, its config, its lambda);
+      the variant's folder in `study_dir` links to the dirs' root.
+    ratios: the synthetic-to-real ratios.
+    study_dir: where `augment.json` goes.
+
+  Returns:
+    (results.md's lines: `study_lines` and a run's figure per variant,
+    variant name -> ratio -> summary). Writes `<study_dir>/augment.json`.
+  """
+  augmented = {}
+  for name, (dirs, config, _) in runs.items():
+    for ratio in ratios:
+      with_ratio = config.copy_and_resolve_references()
+      with_ratio.augment.ratio = float(ratio)
+      logging.info('%s: augmentation at ratio %g', name, ratio)
+      augmented.setdefault(name, {})[ratio] = augment_runs(dirs, with_ratio)
+  fileio.write_json(os.path.join(study_dir, 'augment.json'), {
+      name: {f'{r:g}': s for r, s in by_ratio.items()} for name, by_ratio in augmented.items()})
+  lines = study_lines(augmented, {name: lam for name, (_, _, lam) in runs.items()})
+  for name, (dirs, _, _) in runs.items():
+    figure = os.path.join(name, os.path.relpath(dirs[0], os.path.dirname(os.path.dirname(
+        dirs[0]))), 'augment', f'ratio{ratios[0]:g}', 'real_and_generated.png')
+    if os.path.exists(os.path.join(study_dir, figure)):
+      lines += [f'`{name}`, ratio {ratios[0]:g}: real and generated vectors of one run:',
+                '', f'![real and generated]({figure})', '']
+  return lines, augmented

@@ -10,6 +10,10 @@ only when they were made by the same config on the same corpus content (else
 the command is refused, naming what differs; --start_over retrains all). Writes
 `<workdir>/summary.json` and `<workdir>/summary.md`: UA/WA per fold, mean +-
 std, and the averaged row-normalised confusion matrix.
+
+`--parallel_runs=R` trains up to R unfinished runs side by side as one
+compiled program (`jaxser.stacked`), each with its own batches, checkpoints
+and results, equal to training them one after the other.
 """
 
 import json
@@ -18,6 +22,7 @@ import os
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 
 from jaxser import cli
 from jaxser import config_lib
@@ -29,10 +34,12 @@ from jaxser.data import fingerprint
 from jaxser import fileio
 from jaxser import protocols
 from jaxser import report
+from jaxser import stacked
 from jaxser import train
+from jaxser.errors import ConfigError
 from jaxser.errors import JaxserError
 
-__all__ = ['define_flags', 'main', 'run']
+__all__ = ['default_parallel_runs', 'define_flags', 'main', 'plan_runs', 'run', 'train_runs']
 
 
 
@@ -43,13 +50,15 @@ def define_flags():
   flags.DEFINE_list('folds', None, 'Folds to run (default: all).')
   flags.DEFINE_bool('start_over', False, 'Discard every (seed, fold) run '
                     'found in --workdir and train them all anew.')
+  flags.DEFINE_integer('parallel_runs', None, 'Runs trained side by side as one '
+                       'program (jax.vmap); default 1 on a CPU, 4 on a GPU or TPU.')
   flags.DEFINE_integer('split_seed', None, 'Deal the protocol\'s random subsets '
                        'once, with this seed, for every seed (the authors\' '
                        'repeats); default: dealt anew with each seed.')
 
 
 def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False,
-        split_seed: int | None = None) -> dict:
+        split_seed: int | None = None, parallel_runs: int | None = None) -> dict:
   """Trains every (seed, fold) not yet finished; returns the summary dict.
 
   Each seed initialises the model and orders the data; the protocol's random
@@ -57,6 +66,9 @@ def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False,
   the same seed, or, with `split_seed`, once for every seed: the authors
   repeated cross-validation over one division. The summary says which
   (`'split_seed'`: None for dealt with each seed).
+
+  Unfinished runs train up to `parallel_runs` side by side (`train_runs`;
+  default `default_parallel_runs()`), with the same results.
 
   A finished run (one with a results.json) is reused only when its recorded
   identity (`run_record.run_identity`) is this config's for that seed and
@@ -71,22 +83,17 @@ def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False,
   started = provenance.now()
   seeds = cli.indices(seeds, '--seeds')
   folds = None if folds is None else cli.indices(folds, '--folds')
-  workdir_lib.ensure_writable(workdir, 'the crossval workdir (--workdir)')
-  # One feature cache for every seed and fold (`<workdir>/jaxser_cache`
-  # unless the config names one); the corpus is read once.
-  cache = config.cache_dir or os.path.join(workdir, 'jaxser_cache')
-  workdir_lib.ensure_writable(cache, 'the feature cache (config.cache_dir)')
-  utterances, labels, _ = prepare.load_corpus(config)
-  content = fingerprint.corpus_fingerprint(utterances, cache)
-  results = []
-  for seed, fold, fold_config, fold_dir, result in _plan(
-      config, workdir, seeds, folds, split_seed, start_over, cache,
-      (utterances, labels, content)):
+  plan = plan_runs(config, workdir, seeds, folds, start_over=start_over,
+                   split_seed=split_seed)
+  for seed, fold, _, _, result in plan:
     if result is not None:
       logging.info('seed %d fold %d: finished before, not redone', seed, fold)
-    else:
-      logging.info('seed %d fold %d: training in %s', seed, fold, fold_dir)
-      result = train.train_and_evaluate(fold_config, fold_dir, start_over=start_over)
+  todo = [(config, fold_dir) for _, _, config, fold_dir, result in plan if result is None]
+  trained = dict(zip([d for _, d in todo], train_runs(
+      todo, parallel_runs=parallel_runs, start_over=start_over)))
+  results = []
+  for seed, _, _, fold_dir, result in plan:
+    result = result if result is not None else trained[fold_dir]
     results.append({'fold': result['fold'], 'seed': seed, 'ua': result['ua'],
                     'wa': result['wa'], 'confusion': result['confusion'],
                     'classes': result['classes']})
@@ -98,12 +105,64 @@ def run(config, workdir: str, seeds, folds=None, *, start_over: bool = False,
   return summary
 
 
-def _plan(config, workdir, seeds, folds, split_seed, start_over, cache, corpus):
+def train_runs(runs, *, parallel_runs: int | None = None,
+               start_over: bool = False) -> list[dict]:
+  """Trains `(config, workdir)` runs, up to `parallel_runs` side by side.
+
+  Runs that can share a stack (`stacked.compatible`) train in stacks of
+  `parallel_runs` (`stacked.train_and_evaluate`), in order; a stack of one
+  trains alone (`train.train_and_evaluate`). `parallel_runs` None:
+  `default_parallel_runs()`.
+
+  Returns:
+    Each run's results, in the order of `runs`.
+  """
+  size = default_parallel_runs() if parallel_runs is None else int(parallel_runs)
+  if size < 1:
+    raise ConfigError(f'--parallel_runs={parallel_runs}: must be at least 1')
+  groups = {}
+  for index, (config, _) in enumerate(runs):
+    groups.setdefault(stacked.compatible(config), []).append(index)
+  results = [None] * len(runs)
+  done = 0
+  for indices in groups.values():
+    for start in range(0, len(indices), size):
+      chunk = indices[start:start + size]
+      names = ', '.join(runs[i][1] for i in chunk)
+      logging.info('training %d of %d: %s', done + len(chunk), len(runs), names)
+      if len(chunk) == 1:
+        out = [train.train_and_evaluate(*runs[chunk[0]], start_over=start_over)]
+      else:
+        out = stacked.train_and_evaluate([runs[i][0] for i in chunk],
+                                         [runs[i][1] for i in chunk], start_over=start_over)
+      for i, result in zip(chunk, out):
+        results[i] = result
+      done += len(chunk)
+  return results
+
+
+def default_parallel_runs() -> int:
+  """Runs side by side by default: 1 on a CPU; 4 on a GPU or TPU.
+
+  (docs/performance.md, "Runs side by side": on this project's 2-core CPU a
+  stack is no faster than the runs one after the other.)
+  """
+  return 1 if jax.default_backend() == 'cpu' else 4
+
+
+def plan_runs(config, workdir: str, seeds, folds=None, *, start_over: bool = False,
+              split_seed: int | None = None) -> list[tuple]:
   """`(seed, fold, config, workdir, finished result or None)` of every run.
 
-  Every finished run's identity is checked here, before any training.
+  Every finished run's identity is checked here, before any training. The
+  feature cache is `config.cache_dir`, else `<workdir>/jaxser_cache`: one
+  for every seed and fold; the corpus is read once.
   """
-  utterances, labels, content = corpus
+  workdir_lib.ensure_writable(workdir, 'the crossval workdir (--workdir)')
+  cache = config.cache_dir or os.path.join(workdir, 'jaxser_cache')
+  workdir_lib.ensure_writable(cache, 'the feature cache (config.cache_dir)')
+  utterances, labels, _ = prepare.load_corpus(config)
+  content = fingerprint.corpus_fingerprint(utterances, cache)
   plan = []
   for seed in seeds:
     fold_config = config.copy_and_resolve_references()
@@ -150,7 +209,8 @@ def main(argv):
   split_seed = None if FLAGS.split_seed is None else cli.indices(
       [FLAGS.split_seed], '--split_seed')[0]
   summary = run(FLAGS.config, FLAGS.workdir, FLAGS.seeds, FLAGS.folds,
-                start_over=FLAGS.start_over, split_seed=split_seed)
+                start_over=FLAGS.start_over, split_seed=split_seed,
+                parallel_runs=FLAGS.parallel_runs)
   print(report.markdown_table(summary))
 
 

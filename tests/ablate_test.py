@@ -204,3 +204,21 @@ def test_augment_study_augments_every_run_at_each_ratio(tone_manifest, tmp_path,
   trained = counting(monkeypatch, train, 'train_and_evaluate')
   again = ablate.run(config, workdir, [study], seeds=[0], folds=[0])['aug']
   assert trained == [] and again['augment'] == result['augment']
+
+
+def test_variants_train_side_by_side_with_the_same_results(tone_manifest, tmp_path,
+                                                           monkeypatch):
+  from jaxser import stacked  # pylint: disable=g-import-not-at-top
+  config = tiny_config(tone_manifest, tmp_path)
+  alone = ablate.run(config, str(tmp_path / 'alone'), [STUDY], seeds=[0], folds=[0],
+                     parallel_runs=1)['custom']['rows']
+  stacks = counting(monkeypatch, stacked, 'train_and_evaluate')
+  trained = counting(monkeypatch, train, 'train_and_evaluate')
+  together = ablate.run(config, str(tmp_path / 'together'), [STUDY], seeds=[0], folds=[0],
+                        parallel_runs=2)['custom']['rows']
+  # lambda 0 and 0.3 differ only in the step's inputs: one stack of both.
+  assert len(stacks) == 1 and len(stacks[0][0]) == 2 and trained == []
+  for a, b in zip(alone, together):
+    assert (a['variant'], a['ua_mean'], a['wa_mean']) == (b['variant'], b['ua_mean'],
+                                                          b['wa_mean'])
+    assert a['compactness_mean'] == pytest.approx(b['compactness_mean'], abs=1e-4)

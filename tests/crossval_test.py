@@ -45,6 +45,7 @@ def test_a_fixed_division_gives_every_seed_the_same_split(tone_manifest, tmp_pat
 
 def test_folds_and_seeds_share_one_train_program_per_bucket(tmp_path):
   from conftest import write_tone_corpus  # pylint: disable=g-import-not-at-top
+  from jaxser import parallel  # pylint: disable=g-import-not-at-top
   from jaxser import steps  # pylint: disable=g-import-not-at-top
   config = tiny.get_config()
   config.corpus = 'manifest'
@@ -53,17 +54,25 @@ def test_folds_and_seeds_share_one_train_program_per_bucket(tmp_path):
   config.protocol = 'paper'  # 5 folds, each with its own class weights
   config.features.max_frames, config.buckets = 200, (200,)
   config.num_train_steps = config.eval_every_steps = config.checkpoint_every_steps = 4
-  train_fn, eval_fn = steps.make_steps(config)  # the jitted steps every run gets
-  train_fn.clear_cache()
-  eval_fn.clear_cache()
-  summary = crossval.run(config, str(tmp_path / 'cv'), [0, 1], None)
-  assert len(summary['folds']) == 10
+  # The jitted steps every run gets, one run at a time and five side by side.
+  train_fn, eval_fn = steps.make_steps(config)
+  stacked_fn = steps.make_stacked_train_step(config, parallel.make_run_mesh(5))
+  for fn in (train_fn, eval_fn, stacked_fn):
+    fn.clear_cache()
+  alone = crossval.run(config, str(tmp_path / 'alone'), [0, 1], None, parallel_runs=1)
+  assert len(alone['folds']) == 10
   weights = set()
   for fold in range(5):
     fold_config = config.copy_and_resolve_references()
     fold_config.fold = fold
-    data = prepare.prepare(fold_config, str(tmp_path / 'cv' / 'seed0' / f'fold{fold}'))
+    data = prepare.prepare(fold_config, str(tmp_path / 'alone' / 'seed0' / f'fold{fold}'))
     weights.add(tuple(np.round(data.class_weights, 6)))
   assert len(weights) > 1  # the folds' class weights differ: not constants
-  # Ten runs, one train program and one eval program (one bucket).
+  # Ten runs, one train program (one bucket) and one eval program.
   assert train_fn._cache_size() == eval_fn._cache_size() == len(config.buckets)
+  # The same ten runs, five side by side: one stacked program, the same results.
+  together = crossval.run(config, str(tmp_path / 'stacked'), [0, 1], None, parallel_runs=5)
+  assert stacked_fn._cache_size() == len(config.buckets)
+  assert train_fn._cache_size() == len(config.buckets)  # no run trained alone
+  assert [(f['seed'], f['fold'], f['ua'], f['wa']) for f in together['folds']] == [
+      (f['seed'], f['fold'], f['ua'], f['wa']) for f in alone['folds']]
