@@ -732,7 +732,7 @@ def test_predict_on_missing_or_incomplete_checkpoints(refusals, later, jobs):
 FILL_BEFORE_REPORT_DRIVER = '''
 import os
 from jaxser import cli, main, train
-report = train._final_report
+report = train.final_report
 
 def fill(folder):
   with open(os.path.join(folder, 'filler'), 'wb', buffering=0) as f:
@@ -747,7 +747,7 @@ def full_report(run, *args, **kwargs):
   fill(os.path.dirname(run.workdir))
   return report(run, *args, **kwargs)
 
-train._final_report = full_report
+train.final_report = full_report
 cli.run(main.main, main.define_flags)
 '''
 
