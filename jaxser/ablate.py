@@ -183,12 +183,11 @@ def _finished_summary(run_dir: str, config, corpus_content: str, wanted: dict):
   # With the seeds and folds, the config and the corpus' content are the
   # identity of every run in the folder (crossval checks each run's own).
   if record is not None:
-    if record['config'] != _compared(config):
-      diffs = sorted(k for k in set(record['config']) | set(_compared(config))
-                     if record['config'].get(k) != _compared(config).get(k))
+    diffs = run_record.identity_differences(record['config'], _compared(config))
+    if diffs:
       raise JaxserError(
           f'{run_dir} was trained with another config (differs in '
-          f'{", ".join(diffs)}); use another --workdir for this ablation')
+          f'{"; ".join(diffs)}); use another --workdir for this ablation')
     if record.get('corpus_content') != corpus_content:
       raise JaxserError(
           f"{run_dir} was trained on another corpus (the corpus' utterances or "

@@ -13,11 +13,12 @@ import ml_collections
 
 from jaxser import data as data_lib
 from jaxser import features as features_lib
+from jaxser import input_augment as input_augment_lib
 from jaxser import models
 from jaxser import protocols
 from jaxser.errors import ConfigError
 
-__all__ = ['cache_dir', 'convs', 'create_model', 'feature_params',
+__all__ = ['cache_dir', 'convs', 'create_model', 'feature_params', 'input_augment',
            'protocol_options', 'set_fields', 'step_hparams', 'validate']
 
 
@@ -51,16 +52,31 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> models.
                      kernel_init=config.model.kernel_init)
 
 
-def step_hparams(config: ml_collections.ConfigDict, class_weights) -> dict:
+def step_hparams(config: ml_collections.ConfigDict, class_weights, inv_std=None) -> dict:
   """The train step's per-run inputs: class weights, lambda, alpha, warm-up.
 
   Arrays, not constants of the program: runs that differ only in these (and
-  in seed or data) share one compiled step.
+  in seed or data) share one compiled step. With `config.input_augment`'s
+  level or tilt on, also `inv_std` (`[bins]`, 1 / the standardiser's std).
   """
-  return {'class_weights': jnp.asarray(class_weights, jnp.float32),
-          'lam': jnp.asarray(config.center_loss_weight, jnp.float32),
-          'alpha': jnp.asarray(config.center_alpha, jnp.float32),
-          'warmup_steps': jnp.asarray(config.warmup_steps, jnp.int32)}
+  hparams = {'class_weights': jnp.asarray(class_weights, jnp.float32),
+             'lam': jnp.asarray(config.center_loss_weight, jnp.float32),
+             'alpha': jnp.asarray(config.center_alpha, jnp.float32),
+             'warmup_steps': jnp.asarray(config.warmup_steps, jnp.int32)}
+  augment = input_augment(config)
+  if augment.gain_db or augment.tilt_db:
+    if inv_std is None:
+      raise ValueError('config.input_augment gain_db/tilt_db need inv_std (1 / the '
+                       "standardiser's std)")
+    hparams['inv_std'] = jnp.asarray(inv_std, jnp.float32)
+  return hparams
+
+
+def input_augment(config: ml_collections.ConfigDict) -> input_augment_lib.InputAugment:
+  """`config.input_augment` (absent in older configs: off)."""
+  fields = config.get('input_augment') or {}
+  return input_augment_lib.InputAugment(**{
+      k: type(getattr(input_augment_lib.InputAugment(), k))(v) for k, v in dict(fields).items()})
 
 
 def cache_dir(config: ml_collections.ConfigDict, workdir: str) -> str:

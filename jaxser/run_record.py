@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from jaxser import features as features_lib
+from jaxser import input_augment
 from jaxser import standardize
 from jaxser.errors import CheckpointError
 from jaxser.errors import IdentityError
@@ -114,14 +115,24 @@ def run_identity(config: ml_collections.ConfigDict, corpus_content: str) -> dict
   return identity
 
 
+# Fields added after runs were recorded without them, and the value such a
+# record means: the behaviour before the field existed.
+ABSENT_MEANS = {f'input_augment.{k}': v
+                for k, v in input_augment.InputAugment()._asdict().items()}
+
+
 def identity_differences(saved: dict | None, current: dict) -> list[str]:
-  """`['seed: 0 -> 3', 'features.kind: mel -> stft', ...]`, sorted."""
+  """`['seed: 0 -> 3', 'features.kind: mel -> stft', ...]`, sorted.
+
+  A field a saved identity lacks counts as `ABSENT_MEANS`' value.
+  """
   if saved is None:
     return ['the run identity (not recorded: made by an older jaxser)']
   flat_saved, flat_current = _flatten(saved), _flatten(current)
   out = []
   for key in sorted(set(flat_saved) | set(flat_current)):
-    old, new = flat_saved.get(key, '(none)'), flat_current.get(key, '(none)')
+    old = flat_saved.get(key, ABSENT_MEANS.get(key, '(none)'))
+    new = flat_current.get(key, '(none)')
     if old != new:
       out.append("the corpus' utterances or audio changed" if key == 'corpus_content'
                  else f'{key}: {_short(old)} -> {_short(new)}')

@@ -32,7 +32,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxser import config_lib
 from jaxser import fileio
 from jaxser import guards
 from jaxser import parallel
@@ -147,8 +146,7 @@ def _train(configs, workdirs, logs, closing, interrupt_at_step) -> list[dict | N
                len(runs), dict(run_mesh.shape), starts.tolist(), config.num_train_steps)
   states = jax.device_put(stack([state for _, state, _ in opened]),
                           parallel.run_sharding(run_mesh))
-  hparams = jax.device_put(stack([config_lib.step_hparams(r.config, r.data.class_weights)
-                                  for r in runs]), parallel.run_sharding(run_mesh))
+  hparams = jax.device_put(stack([r.hparams for r in runs]), parallel.run_sharding(run_mesh))
   step_fn = steps_lib.make_stacked_train_step(config, run_mesh)
   progress = progress_lib.Progress(int(starts.min()), config.num_train_steps)
   for step in range(int(starts.min()) + 1, config.num_train_steps + 1):

@@ -20,6 +20,7 @@ import optax
 from jaxser import center_loss
 from jaxser import config_lib
 from jaxser import evaluate as evaluate_lib
+from jaxser import input_augment
 from jaxser import losses
 from jaxser import parallel
 from jaxser import xla_options
@@ -28,8 +29,9 @@ from jaxser.train_state import TrainState
 __all__ = ['make_stacked_train_step', 'make_steps', 'stacked_train_step', 'train_step']
 
 
-def train_step(state: TrainState, batch: dict, hparams: dict, *,
-               rule: str = 'ema') -> tuple[TrainState, dict]:
+def train_step(state: TrainState, batch: dict, hparams: dict, *, rule: str = 'ema',
+               augment: input_augment.InputAugment = input_augment.InputAugment()
+               ) -> tuple[TrainState, dict]:
   """One step of the joint loss (equation 7), Adam and the centre update (4).
 
   Args:
@@ -37,8 +39,11 @@ def train_step(state: TrainState, batch: dict, hparams: dict, *,
     batch: `features [B, T, F]`, `frame_lengths [B]`, `labels [B]`, `mask [B]`.
     hparams: `config_lib.step_hparams`: `class_weights [classes]` (from the
       training split's counts), `lam` and `alpha` after the warm-up, `warmup_steps`
-      (steps with lambda 0 and alpha 1 first); scalars as 0-d arrays.
+      (steps with lambda 0 and alpha 1 first); scalars as 0-d arrays; with
+      `augment`'s level or tilt, `inv_std [bins]`.
     rule: the centre update, 'ema' (equation 4) or 'wen'.
+    augment: the batch's spectrogram augmentation (`input_augment`; off by
+      default), drawn with the step's own key.
 
   Returns:
     The new state and a flat dict of scalar metrics.
@@ -51,8 +56,13 @@ def train_step(state: TrainState, batch: dict, hparams: dict, *,
   # Every step's randomness (dropout, for a model with any) is its own key.
   step_key = jax.random.fold_in(state.rng, state.step)
 
+  features = batch['features']
+  if augment.enabled:  # its own stream: the dropout key is unchanged
+    features = input_augment.apply(jax.random.fold_in(step_key, 1), features,
+                                   batch['frame_lengths'], augment, hparams.get('inv_std'))
+
   def loss_fn(params):
-    logits, embeddings = state.apply_fn({'params': params}, batch['features'],
+    logits, embeddings = state.apply_fn({'params': params}, features,
                                         batch['frame_lengths'],
                                         rngs={'dropout': step_key})
     total, parts = losses.joint_loss(logits, embeddings, labels, state.centers,
@@ -100,20 +110,23 @@ def make_steps(config: ml_collections.ConfigDict,
   # Faster CPU convolutions (and elementwise fusions, for log-Mel inputs).
   options = xla_options.compiler_options(
       num_bins=config_lib.feature_params(config).num_bins) or {}
-  return (_jitted_train_step(config.center_update, mesh, tuple(sorted(options.items()))),
+  return (_jitted_train_step(config.center_update, config_lib.input_augment(config), mesh,
+                             tuple(sorted(options.items()))),
           evaluate_lib.make_eval_step(mesh))
 
 
 @functools.lru_cache(maxsize=None)
-def _jitted_train_step(rule: str, mesh: jax.sharding.Mesh, options: tuple):
+def _jitted_train_step(rule: str, augment, mesh: jax.sharding.Mesh, options: tuple):
   state, rows = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-  return jax.jit(functools.partial(train_step, rule=rule),
+  return jax.jit(functools.partial(train_step, rule=rule, augment=augment),
                  in_shardings=(state, rows, state), out_shardings=(state, state),
                  donate_argnums=0, compiler_options=dict(options) or None)
 
 
 def stacked_train_step(states: TrainState, batches: dict, hparams: dict, active: jax.Array,
-                       *, rule: str = 'ema') -> tuple[TrainState, dict]:
+                       *, rule: str = 'ema',
+                       augment: input_augment.InputAugment = input_augment.InputAugment()
+                       ) -> tuple[TrainState, dict]:
   """`train_step` of R runs at once (`jax.vmap` over a leading run axis).
 
   Args:
@@ -122,13 +135,13 @@ def stacked_train_step(states: TrainState, batches: dict, hparams: dict, active:
     hparams: `config_lib.step_hparams` of each run, stacked (`[R]`, `[R, C]`).
     active: `[R]` bool; an inactive run (finished, or resumed past this step)
       keeps its state unchanged whatever its batch.
-    rule: the centre update, as `train_step`'s.
+    rule, augment: as `train_step`'s.
 
   Returns:
     The new states and each run's metrics (`[R]` each).
   """
   def one(state, batch, hp, on):
-    new, metrics = train_step(state, batch, hp, rule=rule)
+    new, metrics = train_step(state, batch, hp, rule=rule, augment=augment)
     return jax.tree.map(lambda n, o: jnp.where(on, n, o), new, state), metrics
 
   return jax.vmap(one)(states, batches, hparams, active)
@@ -143,12 +156,13 @@ def make_stacked_train_step(config: ml_collections.ConfigDict, mesh: jax.shardin
   """
   options = xla_options.compiler_options(
       num_bins=config_lib.feature_params(config).num_bins) or {}
-  return _jitted_stacked_step(config.center_update, mesh, tuple(sorted(options.items())))
+  return _jitted_stacked_step(config.center_update, config_lib.input_augment(config), mesh,
+                              tuple(sorted(options.items())))
 
 
 @functools.lru_cache(maxsize=None)
-def _jitted_stacked_step(rule: str, mesh: jax.sharding.Mesh, options: tuple):
+def _jitted_stacked_step(rule: str, augment, mesh: jax.sharding.Mesh, options: tuple):
   runs, rows = parallel.run_sharding(mesh), parallel.run_batch_sharding(mesh)
-  return jax.jit(functools.partial(stacked_train_step, rule=rule),
+  return jax.jit(functools.partial(stacked_train_step, rule=rule, augment=augment),
                  in_shardings=(runs, rows, runs, runs), out_shardings=(runs, runs),
                  donate_argnums=0, compiler_options=dict(options) or None)

@@ -61,6 +61,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.buckets = (100, 200, 300, 400, 600, 800, 1000, 1400)  # Padded frame lengths.
   config.seed = 0  # Parameter init and data order.
 
+  # Augmentation of the training batches' spectrograms inside the jitted step
+  # (`jaxser.input_augment`); the paper has none: all off.
+  config.input_augment = ml_collections.ConfigDict()
+  config.input_augment.time_masks = 0  # SpecAugment time masks per utterance.
+  config.input_augment.time_mask_width = 0  # Their largest width (frames).
+  config.input_augment.freq_masks = 0  # SpecAugment frequency masks per utterance.
+  config.input_augment.freq_mask_width = 0  # Their largest width (bins).
+  config.input_augment.gain_db = 0.0  # Level change, U[-gain_db, gain_db] dB.
+  config.input_augment.tilt_db = 0.0  # Spectral tilt across the bins, U[-t, t] dB.
+
   # Generative augmentation of a trained run's embeddings (`jaxser.augment`;
   # docs/method.md, "Generative augmentation"). Not part of the run's identity.
   config.augment = augment_config()
