@@ -16,6 +16,7 @@ from jaxser import features as features_lib
 from jaxser import input_augment as input_augment_lib
 from jaxser import models
 from jaxser import protocols
+from jaxser import standardize
 from jaxser.errors import ConfigError
 
 __all__ = ['cache_dir', 'convs', 'create_model', 'feature_params', 'input_augment',
@@ -49,7 +50,8 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> models.
                      embedding_dim=config.model.embedding_dim,
                      share_gru_weights=config.model.share_gru_weights,
                      gru_cell=config.model.gru_cell, prelu=config.model.prelu,
-                     kernel_init=config.model.kernel_init)
+                     kernel_init=config.model.kernel_init,
+                     utterance_norm=config.model.get('utterance_norm', 'none'))
 
 
 def step_hparams(config: ml_collections.ConfigDict, class_weights, inv_std=None) -> dict:
@@ -169,6 +171,8 @@ def _validate_model(config: ml_collections.ConfigDict, check) -> None:
         "must be 'scalar' or 'per_unit'")
   check(config.model.kernel_init in models.KERNEL_INITS, 'model.kernel_init',
         f'must be one of {", ".join(models.KERNEL_INITS)}')
+  check(config.model.get('utterance_norm', 'none') in standardize.UTTERANCE_NORMS,
+        'model.utterance_norm', f'must be one of {", ".join(standardize.UTTERANCE_NORMS)}')
   for field in ('gru_units', 'embedding_dim'):
     check(config.model[field] > 0, f'model.{field}', 'must be > 0')
 

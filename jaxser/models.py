@@ -36,6 +36,7 @@ import jax.numpy as jnp
 
 from jaxser import gru
 from jaxser import ops
+from jaxser import standardize
 
 __all__ = [
     'CRNN',
@@ -240,6 +241,10 @@ class CRNN(nn.Module):
       initialised at 0).
     kernel_init: the conv and dense kernels' initialiser: 'lecun_normal'
       (flax's default) or 'glorot_uniform' (TF1's, the authors' code).
+    utterance_norm: 'none' (the paper), 'mean' or 'mean_var': each
+      utterance's own per-bin mean (and std) removed from its features first
+      (`standardize.normalize_utterances`), in every use of the model
+      (training, evaluation, prediction, export).
     dtype: computation dtype.
     param_dtype: parameter dtype.
   """
@@ -251,6 +256,7 @@ class CRNN(nn.Module):
   gru_cell: str = 'flax'
   prelu: str = 'scalar'
   kernel_init: str = 'lecun_normal'
+  utterance_norm: str = 'none'
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -268,6 +274,9 @@ class CRNN(nn.Module):
     batch = features.shape[0]
     chex.assert_rank(features, 3)
     chex.assert_shape(frame_lengths, (batch,))
+    if self.utterance_norm != 'none':
+      features = standardize.normalize_utterances(
+          features, frame_lengths, variance=self.utterance_norm == 'mean_var')
     x, lengths = pad_to_min_frames(features, frame_lengths, self.convs)
     seq_shape = sequence_shape(x.shape[1], x.shape[2], self.convs)
     x = self._conv_stack(x[..., None], lengths)  # [B, T', F', C]

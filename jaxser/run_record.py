@@ -117,8 +117,9 @@ def run_identity(config: ml_collections.ConfigDict, corpus_content: str) -> dict
 
 # Fields added after runs were recorded without them, and the value such a
 # record means: the behaviour before the field existed.
-ABSENT_MEANS = {f'input_augment.{k}': v
-                for k, v in input_augment.InputAugment()._asdict().items()}
+ABSENT_MEANS = {'model.utterance_norm': 'none',
+                **{f'input_augment.{k}': v
+                   for k, v in input_augment.InputAugment()._asdict().items()}}
 
 
 def identity_differences(saved: dict | None, current: dict) -> list[str]:

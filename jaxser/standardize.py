@@ -3,7 +3,9 @@
 A pair of pure functions around an explicit `Standardizer` value, as optax
 keeps its state: fit it on the training split (`fit_standardizer`, or the
 running `Moments` for data that does not fit in memory), apply it anywhere
-(`standardize`); padding frames stay 0.
+(`standardize`); padding frames stay 0. `normalize_utterances` is the
+channel-robust option beside it: each utterance's own per-bin mean (and
+std) removed, as cepstral mean (and variance) normalisation does.
 """
 
 from typing import Iterable, NamedTuple
@@ -14,8 +16,11 @@ import numpy as np
 
 from jaxser.features import frame_mask
 
-__all__ = ['Moments', 'Standardizer', 'fit_standardizer', 'moments_init',
-           'moments_update', 'standardize', 'standardizer_from_moments']
+__all__ = ['Moments', 'Standardizer', 'UTTERANCE_NORMS', 'fit_standardizer', 'moments_init',
+           'moments_update', 'normalize_utterances', 'standardize',
+           'standardizer_from_moments']
+
+UTTERANCE_NORMS = ('none', 'mean', 'mean_var')
 
 
 
@@ -99,4 +104,33 @@ def standardize(features, frame_lengths, stats: Standardizer):
   chex.assert_rank(features, 3)
   mask = frame_mask(frame_lengths, features.shape[1])[..., None]
   out = (features - jnp.asarray(stats.mean)) / jnp.asarray(stats.std)
+  return jnp.where(mask, out, 0.0)
+
+
+def normalize_utterances(features, frame_lengths, *, variance: bool = False,
+                         min_std: float = 1e-3):
+  """Each utterance's per-bin mean over its valid frames removed (and its std).
+
+  A fixed channel (a microphone's response, a room's colouring) is a
+  constant per bin in log-spectral features; removing each utterance's own
+  mean removes it.
+
+  Args:
+    features: `[batch, frames, bins]`.
+    frame_lengths: `[batch]`.
+    variance: also divide by each utterance's per-bin std (floored at
+      `min_std`).
+    min_std: the floor.
+
+  Returns:
+    `[batch, frames, bins]`; padding frames stay 0.
+  """
+  chex.assert_rank(features, 3)
+  mask = frame_mask(frame_lengths, features.shape[1])[..., None]
+  count = jnp.maximum(jnp.sum(mask, axis=1, keepdims=True), 1)
+  mean = jnp.sum(jnp.where(mask, features, 0.0), axis=1, keepdims=True) / count
+  out = features - mean
+  if variance:
+    var = jnp.sum(jnp.where(mask, out * out, 0.0), axis=1, keepdims=True) / count
+    out = out / jnp.maximum(jnp.sqrt(var), min_std)
   return jnp.where(mask, out, 0.0)

@@ -41,6 +41,7 @@ def run(tone_manifest, tmp_path_factory):
   config.corpus, config.corpus_root = 'manifest', tone_manifest
   config.cache_dir, config.plots = str(root / 'cache'), False
   config.buckets = (60, 100, 300)  # the tone files (0.4-1.6 s) span them
+  config.model.utterance_norm = 'mean'  # exported with the model, as predict has it
   train.train_and_evaluate(config, str(root / 'run'))
   return root / 'run'
 

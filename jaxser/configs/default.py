@@ -43,6 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.gru_cell = 'flax'  # flax (reset after the matmul) | tf1 (TF1 code).
   config.model.prelu = 'scalar'  # scalar (flax, from 0.01) | per_unit (Keras, from 0: TF1 code).
   config.model.kernel_init = 'lecun_normal'  # lecun_normal (flax) | glorot_uniform (TF1 code).
+  config.model.utterance_norm = 'none'  # none (paper) | mean | mean_var: per-utterance, per bin.
 
   # Losses and centres (docs/method.md, Losses and centres).
   config.center_loss_weight = 0.3  # lambda of equation (7); 0 = softmax only.
