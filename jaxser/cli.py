@@ -51,6 +51,7 @@ COMMANDS = {
     'predict': ('jaxser.predict', 'classify audio files with a trained run'),
     'export': ('jaxser.export', 'a trained run as StableHLO, to run without jaxser'),
     'augment': ('jaxser.augment', "generative augmentation of a run's last layer"),
+    'score': ('jaxser.score', 'a trained run scored on a whole labelled corpus'),
 }
 
 

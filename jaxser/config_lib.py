@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxser import data as data_lib
+from jaxser.data import demo_recipes
 from jaxser import features as features_lib
 from jaxser import input_augment as input_augment_lib
 from jaxser import models
@@ -129,6 +130,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for field in ('seed', 'split_seed', 'demo_seed'):
     check(isinstance(config[field], int) and 0 <= config[field] < 2 ** 32, field,
           'must be an integer in [0, 2**32)')
+  check(config.get('demo_recipe', 'v1') in demo_recipes.RECIPES, 'demo_recipe',
+        f'must be one of {", ".join(demo_recipes.RECIPES)}')
   check(config.demo_utterances >= 8, 'demo_utterances',
         'the demo corpus needs at least 8 utterances (2 per class)')
   check(config.center_loss_weight >= 0, 'center_loss_weight', 'lambda must be >= 0')

@@ -113,7 +113,8 @@ def load_corpus(config: ml_collections.ConfigDict):
   label_map = data_lib.get_label_map(config.classes)
   options = {}
   if config.corpus == 'demo':
-    options = dict(num_utterances=config.demo_utterances, seed=config.demo_seed)
+    options = dict(num_utterances=config.demo_utterances, seed=config.demo_seed,
+                   recipe=config.get('demo_recipe', 'v1'))
   utterances, _ = data_lib.load_corpus(config.corpus, config.corpus_root or None,
                                        label_map=label_map,
                                        strict=config.strict_data, **options)

@@ -117,7 +117,7 @@ def run_identity(config: ml_collections.ConfigDict, corpus_content: str) -> dict
 
 # Fields added after runs were recorded without them, and the value such a
 # record means: the behaviour before the field existed.
-ABSENT_MEANS = {'model.utterance_norm': 'none',
+ABSENT_MEANS = {'model.utterance_norm': 'none', 'demo_recipe': 'v1',
                 **{f'input_augment.{k}': v
                    for k, v in input_augment.InputAugment()._asdict().items()}}
 

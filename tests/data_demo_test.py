@@ -141,3 +141,36 @@ def test_prosody_follows_the_rules_and_classes_overlap(corpus):
   for stat, (a, b) in itertools.product(range(3), itertools.combinations(stats, 2)):
     accuracy = _best_threshold_accuracy(stats[a][:, stat], stats[b][:, stat])
     assert accuracy < 0.93, (stat, a, b, accuracy)
+
+
+def test_v2_and_ood_recipes_vary_the_voices_and_channels(tmp_path):
+  from jaxser.data import demo_recipes  # pylint: disable=g-import-not-at-top
+  voices = {r: {v for s in demo_recipes.RECIPES[r].sessions for v in s[1:]}
+            for r in demo_recipes.RECIPES}
+  accents = lambda r: {v.split('+')[0] for v in voices[r]}
+  variants = lambda r: {v.split('+')[1] for v in voices[r]}
+  assert len(accents('v2')) > len(accents('v1'))  # more voices and variants
+  # The out-of-domain voices: accents and variants no training recipe uses.
+  assert not accents('ood') & (accents('v1') | accents('v2'))
+  assert not variants('ood') & (variants('v1') | variants('v2'))
+  # Its channels lie outside v2's ranges.
+  train, ood = demo_recipes.TRAIN_CHANNEL, demo_recipes.OOD_CHANNEL
+  assert ood.highpass_hz[0] > train.highpass_hz[1] and ood.lowpass_hz[1] < train.lowpass_hz[0]
+  assert ood.snr_db[1] < train.snr_db[0] and not set(ood.noises) & set(train.noises)
+  # v1 is the first corpus, byte for byte: no channel, and its specs unchanged.
+  assert all(s.channel is None for s in demo_synthesis.plan(40, 0))
+  assert demo_synthesis.plan(40, 0) == demo_synthesis.plan(40, 0, 'v1')
+  for recipe in ('v2', 'ood'):
+    specs = demo_synthesis.plan(24, 0, recipe)
+    assert specs == demo_synthesis.plan(24, 0, recipe)  # a seed fixes it
+    assert len({s.channel for s in specs}) == 24 and {s.voice for s in specs} <= voices[recipe]
+    path = demo.build_demo_corpus(tmp_path, num_utterances=24, seed=0, recipe=recipe,
+                                  workers=1)
+    assert path.parent.name.startswith(f'demo-{recipe}-n24-seed0-')
+    utterances, _ = data.load_corpus('demo', tmp_path, num_utterances=24, seed=0,
+                                     recipe=recipe)
+    assert len(utterances) == 24
+    again = tmp_path / 'again'
+    demo.build_demo_corpus(again, num_utterances=24, seed=0, recipe=recipe, workers=2)
+    for wav in sorted((path.parent / 'wav').iterdir()):
+      assert wav.read_bytes() == (next(again.iterdir()) / 'wav' / wav.name).read_bytes()

@@ -22,6 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.cache_dir = ''  # Feature cache; '' = <workdir>/../jaxser_cache.
   config.demo_utterances = 800  # Size of the synthesised demo corpus (corpus='demo').
   config.demo_seed = 0  # Seed of the demo corpus.
+  config.demo_recipe = 'v1'  # v1 | v2 (more voices, random channels) | ood (never train on it).
 
   # Protocol: which utterances train, select (dev) and report (test).
   config.protocol = 'paper'  # paper | loso | random | given (a manifest's split column)

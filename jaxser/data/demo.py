@@ -37,6 +37,7 @@ from jaxser import audio
 from jaxser import fileio
 from jaxser import progress
 from jaxser.data import demo_synthesis as synthesis
+from jaxser.data import demo_recipes
 from jaxser.data import manifest
 from jaxser.data import records
 
@@ -57,24 +58,25 @@ def default_dir() -> str:
 
 
 def read(root=None, *, num_utterances: int = _DEFAULT_NUM_UTTERANCES,
-         seed: int = 0, workers: int | None = None
+         seed: int = 0, workers: int | None = None, recipe: str = 'v1'
          ) -> tuple[list[records.Utterance], list[records.Issue]]:
   """Builds the demo corpus under `root` if needed and reads its manifest.
 
   Args:
     root: the cache folder (`default_dir()` when None).
-    num_utterances, seed, workers: as `build_demo_corpus`.
+    num_utterances, seed, workers, recipe: as `build_demo_corpus`.
 
   Returns:
     What `manifest.read` returns, with corpus 'demo'.
   """
   path = build_demo_corpus(root or default_dir(), num_utterances=num_utterances,
-                           seed=seed, workers=workers)
+                           seed=seed, workers=workers, recipe=recipe)
   return manifest.read(path, corpus=NAME)
 
 
 def build_demo_corpus(out_dir, *, num_utterances: int = _DEFAULT_NUM_UTTERANCES,
-                      seed: int = 0, workers: int | None = None) -> pathlib.Path:
+                      seed: int = 0, workers: int | None = None,
+                      recipe: str = 'v1') -> pathlib.Path:
   """Synthesises the demo corpus once; returns its manifest CSV.
 
   The corpus goes to `out_dir/<name>/` where the name encodes the recipe
@@ -87,6 +89,9 @@ def build_demo_corpus(out_dir, *, num_utterances: int = _DEFAULT_NUM_UTTERANCES,
     seed: the same seed gives the same bytes.
     workers: processes rendering chunks in parallel (default: up to 4, one
       per CPU); does not change the result.
+    recipe: `demo_recipes.RECIPES`' name: 'v1' (the first corpus), 'v2'
+      (more voices, a random channel per utterance) or 'ood' (the
+      out-of-domain check's voices and channels).
 
   Returns:
     The manifest CSV path.
@@ -94,27 +99,30 @@ def build_demo_corpus(out_dir, *, num_utterances: int = _DEFAULT_NUM_UTTERANCES,
   num_classes = len(synthesis.CLASS_COUNTS)
   if num_utterances < num_classes:
     raise ValueError(f'num_utterances must be at least {num_classes}')
+  if recipe not in demo_recipes.RECIPES:
+    raise ValueError(f'demo recipe {recipe!r}: must be one of {", ".join(demo_recipes.RECIPES)}')
   out_dir = pathlib.Path(out_dir)
-  params = _corpus_params(num_utterances, seed)
+  params = _corpus_params(num_utterances, seed, recipe)
   digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
-  final = out_dir / f'{NAME}-v{_VERSION}-n{num_utterances}-seed{seed}-{digest}'
+  version = f'v{_VERSION}' if recipe == 'v1' else recipe
+  final = out_dir / f'{NAME}-{version}-n{num_utterances}-seed{seed}-{digest}'
   if _is_complete(final, params):
     logging.info('demo corpus: up to date in %s', final)
     return final / manifest.FILE_NAME
   with fileio.atomic_folder(final, lambda f: _is_complete(f, params)) as tmp:
-    seconds = _render(synthesis.plan(num_utterances, seed), tmp, workers)
+    seconds = _render(synthesis.plan(num_utterances, seed, recipe), tmp, workers)
     (tmp / _PARAMS_FILE).write_text(json.dumps(params, indent=2, sort_keys=True))
   logging.info('demo corpus: %d utterances in %.1f s (%.0f utterances/s) in %s',
                num_utterances, seconds, num_utterances / seconds, final)
   return final / manifest.FILE_NAME
 
 
-def _corpus_params(num_utterances: int, seed: int) -> dict:
+def _corpus_params(num_utterances: int, seed: int, recipe: str) -> dict:
   """Everything the corpus bytes depend on (stored in its params.json)."""
   return {
       'version': _VERSION, 'num_utterances': num_utterances, 'seed': seed,
       'chunk': _CHUNK, 'sample_rate': audio.SAMPLE_RATE,
-      **synthesis.recipe_params(),
+      **synthesis.recipe_params(recipe),
   }
 
 
@@ -158,8 +166,14 @@ def _render_chunk(job: tuple[list[synthesis.UtteranceSpec], str]
   specs, wav_dir = job
   engine = synthesis.Espeak()
   lengths = {}
+  dry = []  # the chunk's utterances before their channel: babble for the next
   for spec in specs:
     waveform = synthesis.render(engine, spec)
+    if spec.channel is not None:
+      recent = dry[-3:]
+      babble = sum(np.resize(x, max(map(len, recent))) for x in recent) if recent else None
+      dry.append(waveform)
+      waveform = demo_recipes.apply_channel(waveform, spec.channel, babble)
     _write_wav(os.path.join(wav_dir, f'{spec.id}.wav'), waveform)
     lengths[spec.id] = len(waveform)
   return lengths
@@ -180,12 +194,14 @@ def _write_manifest(specs: list[synthesis.UtteranceSpec], lengths: dict,
   columns = ['id', 'path', 'label', 'speaker', 'session', 'gender',
              'improvised', 'seconds', 'voice', 'text', 'rate', 'pitch', 'range',
              'volume', 'word_gap', 'tilt', 'breath', 'gain_db', 'snr_db']
+  channel = specs[0].channel is not None  # not in v1's manifest
   with open(path, 'w', newline='', encoding='utf-8') as f:
     writer = csv.writer(f, lineterminator='\n')
-    writer.writerow(columns)
+    writer.writerow(columns + (['channel'] if channel else []))
     for s in specs:
       writer.writerow([
           s.id, f'wav/{s.id}.wav', s.label, s.speaker, s.session, s.gender,
           'false', f'{lengths[s.id] / audio.SAMPLE_RATE:.3f}', s.voice, s.text,
           s.rate, s.pitch, s.range, s.volume, s.word_gap, f'{s.tilt:.3f}',
-          f'{s.breath:.3f}', f'{s.gain_db:.2f}', f'{s.snr_db:.1f}'])
+          f'{s.breath:.3f}', f'{s.gain_db:.2f}', f'{s.snr_db:.1f}']
+          + ([s.channel.to_json()] if channel else []))

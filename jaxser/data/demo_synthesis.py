@@ -46,6 +46,7 @@ import espeakng_loader
 import numpy as np
 
 from jaxser import audio
+from jaxser.data import demo_recipes
 from jaxser.data import records
 from jaxser.errors import JaxserError
 
@@ -55,14 +56,7 @@ __all__ = ['CLASS_COUNTS', 'SENTENCES', 'SESSIONS', 'Espeak', 'UtteranceSpec',
 # IEMOCAP's 4-class counts (docs/method.md, Protocols): the class proportions.
 CLASS_COUNTS = dict(zip(records.PAPER_4CLASS.classes, (1708, 1103, 1636, 1084)))
 
-# (session, male voice, female voice): espeak-ng voice + variant names.
-SESSIONS = (
-    ('Ses01', 'en-us+m1', 'en-us+f1'),
-    ('Ses02', 'en+m3', 'en+f2'),
-    ('Ses03', 'en-us+m4', 'en-us+f3'),
-    ('Ses04', 'en+m6', 'en+f4'),
-    ('Ses05', 'en-us+m7', 'en-us+f5'),
-)
+SESSIONS = demo_recipes.RECIPES['v1'].sessions  # the first recipe's voices
 
 # Written for jaxser: everyday content with no emotional words; short (5-6
 # words), medium (7-9) and long (10-12) sentences in equal numbers.
@@ -169,20 +163,22 @@ class UtteranceSpec(NamedTuple):
   gain_db: float
   snr_db: float
   seed: int
+  channel: demo_recipes.ChannelSpec | None = None  # v1: none (its clean channel)
 
 
-def recipe_params() -> dict:
+def recipe_params(recipe: str = 'v1') -> dict:
   """The recipe and the versions of what renders it (for params.json).
 
   Everything here changes the corpus' bytes; `jaxser.data.demo` adds the
   size, the seed and the build's own parameters.
   """
-  return {
+  return {**demo_recipes.params(recipe),
       'espeak_ng': _espeak_version(),
       'espeakng_loader': importlib.metadata.version('espeakng-loader'),
       'soxr': importlib.metadata.version('soxr'),
       'numpy': np.__version__.split('.')[0],  # Generator streams are stable
-      'sessions': SESSIONS, 'sentences': SENTENCES, 'neutral': _NEUTRAL,
+      'sessions': demo_recipes.RECIPES[recipe].sessions, 'sentences': SENTENCES,
+      'neutral': _NEUTRAL,
       'rules': {k: v._asdict() for k, v in _RULES.items()},
       'jitter': _JITTER._asdict(), 'speaker_spread': _SPEAKER_SPREAD,
       'gain_db': _GAIN_DB, 'snr_db': _SNR_DB, 'exclaim': _EXCLAIM,
@@ -205,24 +201,25 @@ def class_counts(num_utterances: int) -> dict[str, int]:
   return counts
 
 
-def _speakers() -> list[tuple[str, str, str, str]]:
-  """(speaker, session, gender, voice) for the ten voices."""
+def _speakers(recipe: str) -> list[tuple[str, str, str, str]]:
+  """(speaker, session, gender, voice) for the recipe's voices."""
   return [(f'{session}{gender}', session, gender, voice)
-          for session, male, female in SESSIONS
+          for session, male, female in demo_recipes.RECIPES[recipe].sessions
           for gender, voice in (('M', male), ('F', female))]
 
 
-def plan(num_utterances: int, seed: int) -> list[UtteranceSpec]:
+def plan(num_utterances: int, seed: int, recipe: str = 'v1') -> list[UtteranceSpec]:
   """The corpus as a list of `UtteranceSpec`, in a seeded random order.
 
   Each class is dealt round-robin over the speakers and over the three
   sentence lengths, so every speaker has about the class proportions and
   every class the same mix of short and long sentences; each utterance then
   draws its sentence and its jitter from its own stream,
-  `default_rng([seed, index])`.
+  `default_rng([seed, index])`, and its channel (recipes other than 'v1')
+  from `default_rng([seed, index, 1])`.
   """
   rng = np.random.default_rng(seed)
-  voices = _speakers()
+  voices = _speakers(recipe)
   habits = {s[0]: (rng.normal(0, _SPEAKER_SPREAD['rate']),
                    rng.normal(0, _SPEAKER_SPREAD['pitch']),
                    rng.normal(0, _SPEAKER_SPREAD['gain_db'])) for s in voices}
@@ -232,7 +229,12 @@ def plan(num_utterances: int, seed: int) -> list[UtteranceSpec]:
     dealt.extend((label, voices[(first_voice + k) % len(voices)],
                   (first_length + k) % _LENGTHS) for k in range(count))
   order = rng.permutation(len(dealt))
-  return [_spec(index, *dealt[i], habits, seed) for index, i in enumerate(order)]
+  specs = [_spec(index, *dealt[i], habits, seed) for index, i in enumerate(order)]
+  ranges = demo_recipes.RECIPES[recipe].channel
+  if ranges is None:
+    return specs
+  return [spec._replace(channel=demo_recipes.draw_channel(
+      ranges, np.random.default_rng([seed, index, 1]))) for index, spec in enumerate(specs)]
 
 
 def _spec(index: int, label: str, voice: tuple, length: int, habits: dict,
@@ -270,7 +272,7 @@ def _spec(index: int, label: str, voice: tuple, length: int, habits: dict,
 
 
 def render(engine: 'Espeak', spec: UtteranceSpec) -> np.ndarray:
-  """One utterance as 16 kHz float32, from its spec."""
+  """One utterance as 16 kHz float32, dry (the builder applies `spec.channel`)."""
   speech = engine.synthesize(spec.text, spec.voice, rate=spec.rate,
                              volume=spec.volume, pitch=spec.pitch,
                              pitch_range=spec.range, word_gap=spec.word_gap,
