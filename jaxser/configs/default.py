@@ -35,16 +35,8 @@ def get_config() -> ml_collections.ConfigDict:
   # top_db, stft_offset, max_frames, pad_mode; each documented there).
   config.features = ml_collections.ConfigDict(features.FeatureParams().to_dict())
 
-  # Model (docs/method.md, Model): (filters, kernel, stride, pool) per conv layer.
-  config.model = ml_collections.ConfigDict()
-  config.model.convs = ((48, 7, 2, 0), (64, 3, 1, 2), (80, 3, 1, 2), (96, 3, 1, 2))
-  config.model.gru_units = 128  # Units of each GRU direction.
-  config.model.embedding_dim = 64  # FC1 units: the centre-loss feature z.
-  config.model.share_gru_weights = False  # One cell for both directions (TF1 code).
-  config.model.gru_cell = 'flax'  # flax (reset after the matmul) | tf1 (TF1 code).
-  config.model.prelu = 'scalar'  # scalar (flax, from 0.01) | per_unit (Keras, from 0: TF1 code).
-  config.model.kernel_init = 'lecun_normal'  # lecun_normal (flax) | glorot_uniform (TF1 code).
-  config.model.utterance_norm = 'none'  # none (paper) | mean | mean_var: per-utterance, per bin.
+  # Model (docs/method.md, Model).
+  config.model = model_config()
 
   # Losses and centres (docs/method.md, Losses and centres).
   config.center_loss_weight = 0.3  # lambda of equation (7); 0 = softmax only.
@@ -65,13 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Augmentation of the training batches' spectrograms inside the jitted step
   # (`jaxser.input_augment`); the paper has none: all off.
-  config.input_augment = ml_collections.ConfigDict()
-  config.input_augment.time_masks = 0  # SpecAugment time masks per utterance.
-  config.input_augment.time_mask_width = 0  # Their largest width (frames).
-  config.input_augment.freq_masks = 0  # SpecAugment frequency masks per utterance.
-  config.input_augment.freq_mask_width = 0  # Their largest width (bins).
-  config.input_augment.gain_db = 0.0  # Level change, U[-gain_db, gain_db] dB.
-  config.input_augment.tilt_db = 0.0  # Spectral tilt across the bins, U[-t, t] dB.
+  config.input_augment = input_augment_config()
 
   # Generative augmentation of a trained run's embeddings (`jaxser.augment`;
   # docs/method.md, "Generative augmentation"). Not part of the run's identity.
@@ -82,6 +68,33 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 100  # Latest-state checkpoint (for resuming).
   config.plots = True  # Confusion, PCA and curve PNGs at the end.
   return config
+
+
+def model_config() -> ml_collections.ConfigDict:
+  """The `config.model` fields: the paper's CNN-BiGRU."""
+  model = ml_collections.ConfigDict()
+  # (filters, kernel, stride, pool) per conv layer.
+  model.convs = ((48, 7, 2, 0), (64, 3, 1, 2), (80, 3, 1, 2), (96, 3, 1, 2))
+  model.gru_units = 128  # Units of each GRU direction.
+  model.embedding_dim = 64  # FC1 units: the centre-loss feature z.
+  model.share_gru_weights = False  # One cell for both directions (TF1 code).
+  model.gru_cell = 'flax'  # flax (reset after the matmul) | tf1 (TF1 code).
+  model.prelu = 'scalar'  # scalar (flax, from 0.01) | per_unit (Keras, from 0: TF1 code).
+  model.kernel_init = 'lecun_normal'  # lecun_normal (flax) | glorot_uniform (TF1 code).
+  model.utterance_norm = 'none'  # none (paper) | mean | mean_var: per-utterance, per bin.
+  return model
+
+
+def input_augment_config() -> ml_collections.ConfigDict:
+  """The `config.input_augment` fields (`jaxser.input_augment`); all off."""
+  augment = ml_collections.ConfigDict()
+  augment.time_masks = 0  # SpecAugment time masks per utterance.
+  augment.time_mask_width = 0  # Their largest width (frames).
+  augment.freq_masks = 0  # SpecAugment frequency masks per utterance.
+  augment.freq_mask_width = 0  # Their largest width (bins).
+  augment.gain_db = 0.0  # Level change, U[-gain_db, gain_db] dB.
+  augment.tilt_db = 0.0  # Spectral tilt across the bins, U[-t, t] dB.
+  return augment
 
 
 def augment_config() -> ml_collections.ConfigDict:
