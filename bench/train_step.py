@@ -3,7 +3,7 @@
 Usage:
   python bench/train_step.py [--peer] [--frames 400,1400] [--kinds mel,stft]
       [--batch 32] [--steps N] [--repeats 3] [--no-memory] [--xla-defaults]
-      [--gru-cells flax,tf1]
+      [--gru-cells flax,tf1] [--robust]
 
 For each input kind (mel = 128 bins, stft = 513 bins) and padded length, it
 builds the paper model with the paper config (`jaxser/configs/default.py`: centre
@@ -18,7 +18,9 @@ per round (by default as many as fill about 4 s, at least one) over
 interleaved round by round with jaxser's, and the ratio jaxser / peer is
 printed. `--gru-cells flax,tf1` also times the model with TF1's GRU cell
 (`model.gru_cell='tf1'`, the authors' code's; both run on the same fast BiGRU
-kernel) and prints its ratio to the default Flax cell. `--eval` times the
+kernel) and prints its ratio to the default Flax cell; `--robust` times the
+step with the robust-training measures on (SpecAugment masks, level and
+tilt, per-utterance normalisation) and prints its ratio to the plain step. `--eval` times the
 batched inference step instead
 (`bench/eval_step.py` does that). The machine's load average is printed
 before and after each size: on a shared machine, trust the ratios more than
@@ -49,6 +51,9 @@ from jaxser import train
 
 BINS = {'mel': 128, 'stft': 513}
 CLASS_WEIGHTS = (1.0, 1.5, 1.0, 1.5)  # the peer's
+# The robust-training measures of docs/results.md (`--robust`).
+ROBUST_AUGMENT = dict(time_masks=2, time_mask_width=20, freq_masks=2, freq_mask_width=12,
+                      gain_db=6.0, tilt_db=6.0)
 
 
 def _import_peer():
@@ -94,11 +99,15 @@ class JaxserRunner:
   """The jitted train (or eval) step on one batch, compiled ahead of time."""
 
   def __init__(self, kind: str, batch: dict, *, evaluate: bool = False,
-               xla_options: bool = True, gru_cell: str = 'flax'):
-    self.name = 'jaxser' if gru_cell == 'flax' else f'jaxser-{gru_cell}'
+               xla_options: bool = True, gru_cell: str = 'flax', robust: bool = False):
+    self.name = 'jaxser-robust' if robust else (
+        'jaxser' if gru_cell == 'flax' else f'jaxser-{gru_cell}')
     config = default_config.get_config()
     config.features.kind = kind
     config.model.gru_cell = gru_cell
+    if robust:  # docs/results.md's robust-training measures
+      config.input_augment.update(ROBUST_AUGMENT)
+      config.model.utterance_norm = 'mean_var'
     model = config_lib.create_model(config, num_classes=4)
     self.state = train.create_train_state(config, model, BINS[kind])
     train_fn, eval_fn = steps.make_steps(config)
@@ -108,7 +117,8 @@ class JaxserRunner:
     if evaluate:
       self.args = ({k: self.batch[k] for k in ('features', 'frame_lengths')},)
     else:
-      self.args += (jax.device_put(config_lib.step_hparams(config, CLASS_WEIGHTS)),)
+      self.args += (jax.device_put(config_lib.step_hparams(
+          config, CLASS_WEIGHTS, inv_std=np.ones(BINS[kind], np.float32))),)
     fn = eval_fn if evaluate else train_fn
     if not xla_options:
       # make_steps' jits carry the package's XLA options
@@ -181,9 +191,12 @@ class PeerRunner:
 
 
 def _runner(name: str, kind: str, batch: dict, args):
-  """'peer', 'jaxser' (the Flax GRU cell) or 'jaxser-<cell>'."""
+  """'peer', 'jaxser' (the Flax GRU cell), 'jaxser-<cell>' or 'jaxser-robust'."""
   if name == 'peer':
     return PeerRunner(kind, batch, evaluate=args.eval)
+  if name == 'jaxser-robust':
+    return JaxserRunner(kind, batch, evaluate=args.eval, xla_options=args.xla_options,
+                        robust=True)
   cell = name.partition('-')[2] or 'flax'
   return JaxserRunner(kind, batch, evaluate=args.eval,
                       xla_options=args.xla_options, gru_cell=cell)
@@ -192,7 +205,7 @@ def _runner(name: str, kind: str, batch: dict, args):
 def _names(args, peer: bool) -> list[str]:
   """The runners of a size: jaxser with each GRU cell, then the peer."""
   names = ['jaxser' if cell == 'flax' else f'jaxser-{cell}' for cell in args.gru_cells]
-  return names + (['peer'] if peer else [])
+  return names + (['jaxser-robust'] if args.robust else []) + (['peer'] if peer else [])
 
 
 def _proc_status_bytes(field: str) -> int:
@@ -347,6 +360,9 @@ def parse_args(argv=None, evaluate: bool = False):
   parser.add_argument('--gru-cells', default='flax',
                       type=lambda s: s.split(','),
                       help="jaxser's GRU cells to time: flax, tf1 (model.gru_cell)")
+  parser.add_argument('--robust', action='store_true',
+                      help='also time the step with SpecAugment, level and tilt and '
+                      'per-utterance normalisation on (jaxser-robust)')
   parser.add_argument('--json', default='', help='also write results here')
   parser.add_argument('--child', default='', help=argparse.SUPPRESS)
   args, _ = parser.parse_known_args(argv)  # launch.sh passes its flags to all

@@ -61,9 +61,13 @@ def score(workdir: str, corpus_config: ml_collections.ConfigDict,
   started = provenance.now()
   record, state = evaluate.restore_selected(workdir)
   config = record.config_dict()
+  trained_on = {f: config.get(f) for f in CORPUS_FIELDS if f != 'cache_dir'}
   for field in CORPUS_FIELDS:
     if field in corpus_config:
       config[field] = corpus_config[field]
+  if trained_on == {f: config.get(f) for f in trained_on}:
+    logging.warning('%s was trained on this corpus: the score includes its training '
+                    'and dev utterances, and is no out-of-domain check', workdir)
   config.cache_dir = config_lib.cache_dir(config, workdir)
   name = name or (f'{config.corpus}_{config.demo_recipe}' if config.corpus == 'demo'
                   else config.corpus)
