@@ -36,13 +36,19 @@ def runs(mask_row):
   return out
 
 
+def masked(mask_fn, seed, **settings):
+  """`(x, lengths, out)`, the padding of every row checked untouched."""
+  x, lengths = batch()
+  out = np.asarray(mask_fn(jax.random.key(seed), x, lengths, **settings))
+  for row, length in enumerate(lengths):
+    np.testing.assert_array_equal(out[row, length:], x[row, length:])
+  return x, lengths, out
+
+
 @pytest.mark.parametrize('seed', range(5))
 def test_time_masks_zero_at_most_count_bands_of_valid_frames(seed):
-  x, lengths = batch()
-  out = np.asarray(input_augment.time_masks(jax.random.key(seed), x, lengths, count=2,
-                                            max_width=6))
+  x, lengths, out = masked(input_augment.time_masks, seed, count=2, max_width=6)
   for row, length in enumerate(lengths):
-    np.testing.assert_array_equal(out[row, length:], x[row, length:])  # padding
     zeroed = np.all(out[row, :length] == 0, axis=-1)
     kept = ~zeroed
     np.testing.assert_array_equal(out[row, :length][kept], x[row, :length][kept])
@@ -56,11 +62,8 @@ def test_time_masks_zero_at_most_count_bands_of_valid_frames(seed):
 
 @pytest.mark.parametrize('seed', range(5))
 def test_frequency_masks_zero_bands_of_bins_on_valid_frames_only(seed):
-  x, lengths = batch()
-  out = np.asarray(input_augment.freq_masks(jax.random.key(seed), x, lengths, count=1,
-                                            max_width=4))
+  x, lengths, out = masked(input_augment.freq_masks, seed, count=1, max_width=4)
   for row, length in enumerate(lengths):
-    np.testing.assert_array_equal(out[row, length:], x[row, length:])
     zeroed = np.all(out[row, :length] == 0, axis=0)  # bins zero on every valid frame
     assert len(runs(zeroed)) <= 1 and zeroed.sum() <= 4  # one band, at most 4 wide
     np.testing.assert_array_equal(out[row, :length][:, ~zeroed], x[row, :length][:, ~zeroed])
