@@ -35,14 +35,15 @@ class Progress:
     if frames in self._seen:
       return run_step()
     self._seen.add(frames)
-    logging.info('step %d: compiling the train step for batches of %d frames', step,
-                 frames)
+    logging.info('step %d: compiling the train step for batches of %d frames (or '
+                 'finding it compiled by an earlier run of this process)', step, frames)
     start = time.perf_counter()
     out = run_step()
     seconds = time.perf_counter() - start  # the dispatch waits for the compile
     self.compile_seconds += seconds
     self.compiled_steps += 1
-    logging.info('compiled in %.1f s (left out of steps/s and the ETA)', seconds)
+    logging.info('first step of that length in %.1f s, compile included (left out of '
+                 'steps/s and the ETA)', seconds)
     return out
 
   def line(self, step: int, values: dict) -> str:
