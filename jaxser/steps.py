@@ -107,16 +107,24 @@ def make_steps(config: ml_collections.ConfigDict,
   seeds of a cross-validation compile one train program per padded length.
   """
   mesh = parallel.make_mesh() if mesh is None else mesh
-  # Faster CPU convolutions (and elementwise fusions, for log-Mel inputs).
-  options = xla_options.compiler_options(
-      num_bins=config_lib.feature_params(config).num_bins) or {}
-  return (_jitted_train_step(config.center_update, config_lib.input_augment(config), mesh,
-                             tuple(sorted(options.items()))),
+  return (_jitted_train_step(*_program_key(config), mesh),
           evaluate_lib.make_eval_step(mesh))
 
 
+def _program_key(config: ml_collections.ConfigDict) -> tuple:
+  """What a train program is compiled for: `(rule, augment, compiler options)`.
+
+  The compiler options: faster CPU convolutions (and elementwise fusions,
+  for log-Mel inputs), hashable.
+  """
+  options = xla_options.compiler_options(
+      num_bins=config_lib.feature_params(config).num_bins) or {}
+  return (config.center_update, config_lib.input_augment(config),
+          tuple(sorted(options.items())))
+
+
 @functools.lru_cache(maxsize=None)
-def _jitted_train_step(rule: str, augment, mesh: jax.sharding.Mesh, options: tuple):
+def _jitted_train_step(rule: str, augment, options: tuple, mesh: jax.sharding.Mesh):
   state, rows = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   return jax.jit(functools.partial(train_step, rule=rule, augment=augment),
                  in_shardings=(state, rows, state), out_shardings=(state, state),
@@ -154,14 +162,11 @@ def make_stacked_train_step(config: ml_collections.ConfigDict, mesh: jax.shardin
   axis, each run's batch over its 'data' axis; states donated. One jitted
   function per rule, input size and mesh, like `make_steps`.
   """
-  options = xla_options.compiler_options(
-      num_bins=config_lib.feature_params(config).num_bins) or {}
-  return _jitted_stacked_step(config.center_update, config_lib.input_augment(config), mesh,
-                              tuple(sorted(options.items())))
+  return _jitted_stacked_step(*_program_key(config), mesh)
 
 
 @functools.lru_cache(maxsize=None)
-def _jitted_stacked_step(rule: str, augment, mesh: jax.sharding.Mesh, options: tuple):
+def _jitted_stacked_step(rule: str, augment, options: tuple, mesh: jax.sharding.Mesh):
   runs, rows = parallel.run_sharding(mesh), parallel.run_batch_sharding(mesh)
   return jax.jit(functools.partial(stacked_train_step, rule=rule, augment=augment),
                  in_shardings=(runs, rows, runs, runs), out_shardings=(runs, runs),

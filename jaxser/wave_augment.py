@@ -24,14 +24,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxser import audio
+from jaxser.features import frame_mask
 
 __all__ = ['add_noise', 'reverberate', 'speed_perturb']
 
 NOISES = ('white', 'pink', 'babble')
-
-
-def _valid(lengths, samples: int):
-  return jnp.arange(samples)[None, :] < jnp.asarray(lengths)[:, None]
 
 
 def _power(x, valid):
@@ -53,7 +50,7 @@ def add_noise(key, waveforms, lengths, *, snr_db=(5.0, 20.0), kinds=NOISES):
   """
   batch, samples = waveforms.shape
   kind_key, snr_key, white_key, pink_key = jax.random.split(key, 4)
-  valid = _valid(lengths, samples)
+  valid = frame_mask(lengths, samples)
   kinds = tuple(kinds)
   choice = jax.random.randint(kind_key, (batch,), 0, len(kinds))
   candidates = []
@@ -94,7 +91,7 @@ def speed_perturb(key, waveforms, lengths, *, factors=(0.9, 1.0, 1.1)):
   out = (1 - frac) * waveforms[rows, low] + frac * waveforms[rows, high]
   high_valid = high < lengths[:, None]  # the last valid sample has no right neighbour
   out = jnp.where(high_valid, out, waveforms[rows, low])
-  return jnp.where(_valid(new_lengths, samples), out, 0.0), new_lengths
+  return jnp.where(frame_mask(new_lengths, samples), out, 0.0), new_lengths
 
 
 def reverberate(key, waveforms, lengths, *, rt60_s=(0.2, 0.6), probability: float = 1.0,
@@ -116,7 +113,7 @@ def reverberate(key, waveforms, lengths, *, rt60_s=(0.2, 0.6), probability: floa
   size = samples + taps
   wet = jnp.fft.irfft(jnp.fft.rfft(waveforms, size, axis=-1)
                       * jnp.fft.rfft(response, size, axis=-1), size, axis=-1)[:, :samples]
-  valid = _valid(lengths, samples)
+  valid = frame_mask(lengths, samples)
   wet = wet * jnp.sqrt(_power(waveforms, valid) / jnp.maximum(_power(wet, valid), 1e-20))[:, None]
   use = jax.random.uniform(use_key, (batch, 1)) < probability
   return jnp.where(valid, jnp.where(use, wet, waveforms), 0.0)
