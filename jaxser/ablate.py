@@ -158,19 +158,27 @@ def run_variant(config: ml_collections.ConfigDict, workdir: str, variant: Varian
   """
   run_dir = os.path.join(workdir, RUNS, variant.key)
   config = variant_config(config, variant)
-  wanted = {'seeds': list(seeds), 'folds': None if folds is None else list(folds)}
+  wanted = _wanted(seeds, folds)
   summary = _finished_summary(run_dir, config, corpus_content, wanted)
   if summary is not None:
     return summary
-  record_path = os.path.join(run_dir, RUN_RECORD)
-  os.makedirs(run_dir, exist_ok=True)
-  fileio.write_json(record_path, {'config': _compared(config),
-                                  'corpus_content': corpus_content, 'finished': None})
+  _write_record(run_dir, config, corpus_content, finished=None)
   summary = crossval.run(config, run_dir, [int(s) for s in seeds],
                          None if folds is None else [int(k) for k in folds])
-  fileio.write_json(record_path, {'config': _compared(config),
-                                  'corpus_content': corpus_content, 'finished': wanted})
+  _write_record(run_dir, config, corpus_content, finished=wanted)
   return summary
+
+
+def _wanted(seeds, folds) -> dict:
+  """The seeds and folds a run folder's record says finished."""
+  return {'seeds': list(seeds), 'folds': None if folds is None else list(folds)}
+
+
+def _write_record(run_dir: str, config, corpus_content: str, *, finished) -> None:
+  """`<run_dir>/run.json`: the config, the corpus and what finished (None: yet)."""
+  os.makedirs(run_dir, exist_ok=True)
+  fileio.write_json(os.path.join(run_dir, RUN_RECORD), {
+      'config': _compared(config), 'corpus_content': corpus_content, 'finished': finished})
 
 
 def _finished_summary(run_dir: str, config, corpus_content: str, wanted: dict):
@@ -217,12 +225,9 @@ def train_side_by_side(config: ml_collections.ConfigDict, workdir: str,
   for variant in {v.key: v for study in studies for v in study.variants}.values():
     run_dir = os.path.join(workdir, RUNS, variant.key)
     variant_cfg = variant_config(config, variant)
-    wanted = {'seeds': list(seeds), 'folds': None if folds is None else list(folds)}
-    if _finished_summary(run_dir, variant_cfg, content, wanted) is not None:
+    if _finished_summary(run_dir, variant_cfg, content, _wanted(seeds, folds)) is not None:
       continue
-    os.makedirs(run_dir, exist_ok=True)
-    fileio.write_json(os.path.join(run_dir, RUN_RECORD), {
-        'config': _compared(variant_cfg), 'corpus_content': content, 'finished': None})
+    _write_record(run_dir, variant_cfg, content, finished=None)
     todo += [(run_config, fold_dir) for _, _, run_config, fold_dir, done in
              crossval.plan_runs(variant_cfg, run_dir, seeds, folds) if done is None]
   logging.info('ablation: %d unfinished runs, up to %d side by side', len(todo),
