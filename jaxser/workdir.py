@@ -15,6 +15,8 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
+import weakref
 
 from absl import logging
 import ml_collections
@@ -177,19 +179,28 @@ class MetricsWriter:
     self._file = open(self.path, 'a')
     # A resumed run's events from the resumed step on are dropped by
     # TensorBoard (purge_step), so its curves have no duplicate points.
-    self._tb = _summary_writer(os.path.join(workdir, 'tensorboard'),
+    self._tb_dir = os.path.join(workdir, 'tensorboard')
+    threads = set(threading.enumerate())
+    self._tb = _summary_writer(self._tb_dir,
                                purge_step=resume_step + 1 if resume_step else None)
+    # The writer's events are written by its own thread: a failed write
+    # there is kept (not printed) and raised here at the next write or close.
+    self._tb_threads = set(threading.enumerate()) - threads
+    _OWNED_THREADS.update(self._tb_threads)
+    _keep_background_write_errors()
 
   def write(self, step: int, split: str, values: dict) -> None:
     if not self.enabled:
       return
+    self._raise_background_error()  # before queueing events for a dead thread
     record = {'step': int(step), 'split': split, **values}
-    with self._naming_the_file():
+    with _naming(self.path):
       self._file.write(json.dumps(record) + '\n')
       self._file.flush()
     for key, value in values.items():
       if isinstance(value, (int, float)):
         self._tb.add_scalar(f'{split}/{key}', value, step)
+    self._raise_background_error()
 
   def hparams(self, config, metrics: dict) -> None:
     """The run's config fields and final metrics, for TensorBoard's HPARAMS tab."""
@@ -201,22 +212,28 @@ class MetricsWriter:
       for sub, v in items:
         name = key if sub is None else f'{key}.{sub}'
         flat[name] = v if isinstance(v, (bool, int, float, str)) else json.dumps(v)
-    with self._naming_the_file():
+    with _naming(self._tb_dir):  # a writer of its own, closed before it returns
       self._tb.add_hparams(flat, {k: float(v) for k, v in metrics.items()},
                            name='hparams')
+    self._raise_background_error(unowned_too=True)
 
   def close(self):
     if self.enabled and not self._file.closed:
-      with self._naming_the_file():
-        self._tb.close()
-        self._file.close()
+      try:
+        with _naming(self._tb_dir):
+          self._tb.close()
+        self._raise_background_error()
+      finally:
+        with _naming(self.path):
+          self._file.close()
 
-  @contextlib.contextmanager
-  def _naming_the_file(self):
-    try:
-      yield
-    except OSError as e:  # a write to an open file names none
-      raise OSError(e.errno, e.strerror, e.filename or self.path) from e
+  def _raise_background_error(self, unowned_too: bool = False):
+    """Raises a failed write of this writer's threads (`unowned_too`: or of a
+    thread no writer owns, one that lived inside the last call)."""
+    for thread in list(_WRITE_ERRORS):
+      if thread in self._tb_threads or (unowned_too and thread not in _OWNED_THREADS):
+        error = _WRITE_ERRORS.pop(thread)
+        raise OSError(error.errno, error.strerror, self._tb_dir) from error
 
   def __enter__(self):
     return self
@@ -228,6 +245,42 @@ class MetricsWriter:
       if error_type is None:
         raise
       logging.warning('%s: %s (while stopping)', e.filename, fileio.reason(e))
+
+
+@contextlib.contextmanager
+def _naming(path: str):
+  """Names `path` in an OSError that names no file (a write to an open one)."""
+  try:
+    yield
+  except OSError as e:
+    raise OSError(e.errno, e.strerror, e.filename or path) from e
+
+
+# Write errors of background writer threads (TensorBoard's), by thread.
+_WRITE_ERRORS: dict[threading.Thread, OSError] = {}
+_OWNED_THREADS: 'weakref.WeakSet[threading.Thread]' = weakref.WeakSet()
+
+
+def _keep_background_write_errors() -> None:
+  """Installs a `threading.excepthook` that keeps writer threads' OSErrors.
+
+  Without it a full disk under the TensorBoard folder prints a traceback
+  from the writer's thread and loses events silently; with it the
+  `MetricsWriter` that owns the thread raises the error as its own. Other
+  threads' exceptions go to the hook installed before.
+  """
+  if getattr(threading.excepthook, 'keeps_write_errors', False):
+    return
+  previous = threading.excepthook
+
+  def hook(args):
+    if (isinstance(args.exc_value, OSError)
+        and type(args.thread).__module__.startswith('tensorboardX')):
+      _WRITE_ERRORS[args.thread] = args.exc_value
+    else:
+      previous(args)
+  hook.keeps_write_errors = True
+  threading.excepthook = hook
 
 
 def _summary_writer(logdir: str, purge_step: int | None = None):
