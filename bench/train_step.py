@@ -46,6 +46,7 @@ import numpy as np
 from jaxser.configs import default as default_config
 from jaxser import config_lib
 from jaxser import xla_options
+from jaxser import standardize
 from jaxser import steps
 from jaxser import train
 
@@ -118,7 +119,8 @@ class JaxserRunner:
       self.args = ({k: self.batch[k] for k in ('features', 'frame_lengths')},)
     else:
       self.args += (jax.device_put(config_lib.step_hparams(
-          config, CLASS_WEIGHTS, inv_std=np.ones(BINS[kind], np.float32))),)
+          config, CLASS_WEIGHTS, standardize.Standardizer(
+          np.zeros(BINS[kind], np.float32), np.ones(BINS[kind], np.float32)))),)
     fn = eval_fn if evaluate else train_fn
     if not xla_options:
       # make_steps' jits carry the package's XLA options

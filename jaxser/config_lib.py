@@ -10,6 +10,7 @@ import os
 
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from jaxser import data as data_lib
 from jaxser.data import demo_recipes
@@ -18,10 +19,12 @@ from jaxser import input_augment as input_augment_lib
 from jaxser import models
 from jaxser import protocols
 from jaxser import standardize
+from jaxser import wave_augment as wave_augment_lib
 from jaxser.errors import ConfigError
 
-__all__ = ['cache_dir', 'convs', 'create_model', 'feature_params', 'input_augment',
-           'protocol_options', 'set_fields', 'step_hparams', 'validate']
+__all__ = ['cache_dir', 'convs', 'create_model', 'feature_params', 'features_in_step',
+           'input_augment', 'protocol_options', 'set_fields', 'step_hparams', 'validate',
+           'wave_augment']
 
 
 def feature_params(config: ml_collections.ConfigDict) -> features_lib.FeatureParams:
@@ -55,23 +58,29 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> models.
                      utterance_norm=config.model.get('utterance_norm', 'none'))
 
 
-def step_hparams(config: ml_collections.ConfigDict, class_weights, inv_std=None) -> dict:
+def step_hparams(config: ml_collections.ConfigDict, class_weights,
+                 standardizer: standardize.Standardizer | None = None) -> dict:
   """The train step's per-run inputs: class weights, lambda, alpha, warm-up.
 
   Arrays, not constants of the program: runs that differ only in these (and
   in seed or data) share one compiled step. With `config.input_augment`'s
-  level or tilt on, also `inv_std` (`[bins]`, 1 / the standardiser's std).
+  level or tilt on, also `inv_std` (`[bins]`, 1 / the standardiser's std);
+  with the features computed in the step (`features_in_step`), `mean` and
+  `inv_std`, which standardise them there.
   """
   hparams = {'class_weights': jnp.asarray(class_weights, jnp.float32),
              'lam': jnp.asarray(config.center_loss_weight, jnp.float32),
              'alpha': jnp.asarray(config.center_alpha, jnp.float32),
              'warmup_steps': jnp.asarray(config.warmup_steps, jnp.int32)}
   augment = input_augment(config)
-  if augment.gain_db or augment.tilt_db:
-    if inv_std is None:
-      raise ValueError('config.input_augment gain_db/tilt_db need inv_std (1 / the '
-                       "standardiser's std)")
-    hparams['inv_std'] = jnp.asarray(inv_std, jnp.float32)
+  in_step = features_in_step(config)
+  if augment.gain_db or augment.tilt_db or in_step:
+    if standardizer is None:
+      raise ValueError('config.input_augment gain_db/tilt_db and features computed in '
+                       "the step need the training split's standardiser")
+    hparams['inv_std'] = jnp.asarray(1.0 / np.asarray(standardizer.std), jnp.float32)
+  if in_step:
+    hparams['mean'] = jnp.asarray(standardizer.mean, jnp.float32)
   return hparams
 
 
@@ -80,6 +89,24 @@ def input_augment(config: ml_collections.ConfigDict) -> input_augment_lib.InputA
   fields = config.get('input_augment') or {}
   return input_augment_lib.InputAugment(**{
       k: type(getattr(input_augment_lib.InputAugment(), k))(v) for k, v in dict(fields).items()})
+
+
+def wave_augment(config: ml_collections.ConfigDict) -> wave_augment_lib.WaveAugment:
+  """`config.wave_augment`'s augmentation (absent in older configs: off)."""
+  fields = dict(config.get('wave_augment') or {})
+  fields.pop('features_in_step', None)
+  defaults = wave_augment_lib.WaveAugment()
+  return wave_augment_lib.WaveAugment(**{
+      k: type(getattr(defaults, k))(v) for k, v in fields.items()})
+
+
+def features_in_step(config: ml_collections.ConfigDict) -> bool:
+  """Whether the training batches are waveforms, featurised in the step.
+
+  So with any waveform augmentation, or `wave_augment.features_in_step`.
+  """
+  fields = config.get('wave_augment') or {}
+  return bool(fields.get('features_in_step', False)) or wave_augment(config).enabled
 
 
 def cache_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
@@ -151,6 +178,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f'the largest bucket must hold config.features.max_frames='
         f'{config.features.max_frames} frames')
   _validate_model(config, check)
+  try:
+    wave_augment(config).check()
+  except ValueError as e:
+    raise ConfigError(f'config.{e}') from e
   try:
     data_lib.get_label_map(config.classes)
   except ConfigError as e:

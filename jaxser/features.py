@@ -28,11 +28,10 @@ import numpy as np
 from jaxser import audio
 from jaxser import ops
 
-__all__ = ['FeatureParams', 'crop_waveform', 'cropped_frames', 'extract',
+__all__ = ['FeatureParams', 'crop_margin', 'crop_waveform', 'cropped_frames', 'extract',
            'extract_numpy', 'frame_mask', 'log_mel', 'log_stft',
            'mel_filterbank', 'non_finite_reason', 'num_frames',
            'power_spectrogram', 'power_to_db']
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +90,11 @@ def cropped_frames(num_samples, params: 'FeatureParams'):
                     params.max_frames)
 
 
+def crop_margin(params: 'FeatureParams') -> int:
+  """Whole frames covering half a window: what `crop_waveform` keeps each side."""
+  return -(-(params.n_fft // 2) // params.hop_length)
+
+
 def crop_waveform(waveform: np.ndarray, params: 'FeatureParams') -> np.ndarray:
   """The part of a 1-D waveform whose features are those of the whole.
 
@@ -106,8 +110,7 @@ def crop_waveform(waveform: np.ndarray, params: 'FeatureParams') -> np.ndarray:
   Returns:
     `[samples']` with `extract(cut) == extract(waveform)` exactly.
   """
-  hop, kept = params.hop_length, params.max_frames
-  margin = -(-(params.n_fft // 2) // hop)  # frames covering half a window
+  hop, kept, margin = params.hop_length, params.max_frames, crop_margin(params)
   total = int(num_frames(len(waveform), hop))
   start = (total - kept) // 2  # the first kept frame (as `_spectrogram`)
   if start < margin:

@@ -9,6 +9,12 @@ train-step program per bucket:
   labels         [batch] int32
   mask           [batch] bool, False for padding examples
 
+With the features computed in the train step (`Examples.wave`), the first
+two are the cached, cropped waveforms instead (`pad_waveform_batch`):
+
+  waveforms      [batch, waveform_width(bucket)] float32, 0 on padding
+  num_samples    [batch] int32 (padding examples: 1)
+
 Training order is a grain `MapDataset`: a seeded shuffle, reshuffled each
 epoch, repeated forever and batched. Batch i is a pure function of (seed, i),
 and the iterator's state, saved with each checkpoint, is its position.
@@ -20,11 +26,12 @@ from typing import Iterator, Sequence
 import grain
 import numpy as np
 
+from jaxser import features as features_lib
 from jaxser import standardize
 from jaxser.errors import ConfigError
 
-__all__ = ['Examples', 'eval_batches', 'pad_batch', 'train_dataset',
-           'train_iterator']
+__all__ = ['Examples', 'bucket_of_width', 'eval_batches', 'pad_batch',
+           'pad_waveform_batch', 'train_dataset', 'train_iterator', 'waveform_width']
 
 
 def _bucket_for(length: int, buckets: Sequence[int]) -> int:
@@ -51,17 +58,34 @@ class Examples:
     labels: `[n]` int32 class indices, aligned with `indices`.
     indices: `[n]` positions of this split's utterances in `features`.
     standardizer: the training split's per-bin statistics.
+    wave: set when `features` holds cropped waveforms (`[samples]`, a
+      waveform cache) featurised in the train step with these parameters;
+      their batches are `pad_waveform_batch`'s.
   """
   features: Sequence
   labels: np.ndarray
   indices: np.ndarray
   standardizer: standardize.Standardizer
+  wave: features_lib.FeatureParams | None = None
 
   def __len__(self):
     return len(self.indices)
 
   def lengths(self) -> np.ndarray:
-    return np.array([len(self.features[int(i)]) for i in self.indices], np.int64)
+    """Frames of each utterance (of its features, for waveforms)."""
+    lengths = np.array([len(self.features[int(i)]) for i in self.indices], np.int64)
+    return lengths if self.wave is None else features_lib.cropped_frames(lengths, self.wave)
+
+  def batch(self, rows, *, batch_size: int, buckets: Sequence[int],
+            longest: int | None = None) -> dict:
+    """The padded batch of these rows (positions in the split)."""
+    items = [self.features[int(self.indices[r])] for r in rows]
+    labels = [int(self.labels[r]) for r in rows]
+    if self.wave is not None:
+      return pad_waveform_batch(items, labels, batch_size=batch_size, buckets=buckets,
+                                params=self.wave, longest=longest)
+    return pad_batch(items, labels, batch_size=batch_size, buckets=buckets,
+                     standardizer=self.standardizer, longest=longest)
 
 
 def pad_batch(items: Sequence[np.ndarray], labels: Sequence[int], *,
@@ -101,6 +125,40 @@ def pad_batch(items: Sequence[np.ndarray], labels: Sequence[int], *,
           'labels': full_labels, 'mask': mask}
 
 
+def waveform_width(bucket: int, params: features_lib.FeatureParams) -> int:
+  """Samples of a waveform batch of `bucket` frames: the longest cropped
+  waveform of that many frames (`features.crop_waveform`) fits."""
+  return (bucket + 2 * features_lib.crop_margin(params)) * params.hop_length
+
+
+def bucket_of_width(width: int, params: features_lib.FeatureParams) -> int:
+  """The bucket of a waveform batch `width` samples wide (`waveform_width`'s inverse)."""
+  return width // params.hop_length - 2 * features_lib.crop_margin(params)
+
+
+def pad_waveform_batch(items: Sequence[np.ndarray], labels: Sequence[int], *,
+                       batch_size: int, buckets: Sequence[int],
+                       params: features_lib.FeatureParams,
+                       longest: int | None = None) -> dict:
+  """`pad_batch` for cropped waveforms: `waveforms`, `num_samples`, `labels`,
+  `mask` (module docstring). The bucket is that of the features' frames;
+  `longest` is in frames."""
+  if not 0 < len(items) <= batch_size:
+    raise ValueError(f'pad_waveform_batch: {len(items)} items for a batch of {batch_size}')
+  lengths = np.array([len(x) for x in items], np.int32)
+  frames = int(features_lib.cropped_frames(lengths, params).max())
+  bucket = _bucket_for(max(frames, longest or 0), buckets)
+  out = np.zeros((batch_size, waveform_width(bucket, params)), np.float32)
+  for row, x in enumerate(items):
+    out[row, :len(x)] = x
+  num_samples = np.ones(batch_size, np.int32)
+  num_samples[:len(items)] = lengths
+  full_labels = np.zeros(batch_size, np.int32)
+  full_labels[:len(items)] = labels
+  return {'waveforms': out, 'num_samples': num_samples, 'labels': full_labels,
+          'mask': np.arange(batch_size) < len(items)}
+
+
 def train_dataset(examples: Examples, *, batch_size: int,
                   buckets: Sequence[int], seed: int,
                   shard_index: int = 0, shard_count: int = 1) -> grain.MapDataset:
@@ -121,10 +179,7 @@ def train_dataset(examples: Examples, *, batch_size: int,
     # Every process pads its slice to the bucket of the whole global batch.
     longest = int(lengths[rows].max()) if lengths is not None else None
     rows = rows[shard_index * local:(shard_index + 1) * local]
-    return pad_batch([examples.features[int(examples.indices[r])] for r in rows],
-                     [int(examples.labels[r]) for r in rows], batch_size=local,
-                     buckets=buckets, standardizer=examples.standardizer,
-                     longest=longest)
+    return examples.batch(rows, batch_size=local, buckets=buckets, longest=longest)
 
   return (grain.MapDataset.range(len(examples))
           .seed(seed)
@@ -152,8 +207,4 @@ def eval_batches(examples: Examples, *, batch_size: int,
   order = np.argsort(examples.lengths(), kind='stable')
   for start in range(0, len(order), batch_size):
     rows = order[start:start + batch_size]
-    batch = pad_batch([examples.features[int(examples.indices[r])] for r in rows],
-                      [int(examples.labels[r]) for r in rows],
-                      batch_size=batch_size, buckets=buckets,
-                      standardizer=examples.standardizer)
-    yield rows, batch
+    yield rows, examples.batch(rows, batch_size=batch_size, buckets=buckets)

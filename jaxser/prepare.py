@@ -3,7 +3,9 @@
 `prepare(config, workdir)` turns a config into the `RunData` of one fold:
 the corpus (`load_corpus`), the run's identity, the protocol's fold, the
 features from the on-disk cache, the class weights and the standardiser of
-the training split.
+the training split. With the features computed in the train step
+(`config_lib.features_in_step`), the training split reads cached waveforms
+instead; dev and test keep the feature cache.
 """
 
 import dataclasses
@@ -24,6 +26,7 @@ from jaxser import standardize
 from jaxser.data import cache as cache_lib
 from jaxser.data import fingerprint
 from jaxser.errors import ConfigError
+from jaxser.errors import CorpusError
 
 __all__ = ['RunData', 'load_corpus', 'prepare']
 
@@ -88,15 +91,30 @@ def _prepare(config: ml_collections.ConfigDict, workdir: str) -> RunData:
                fold.name, len(fold.train), len(fold.dev), len(fold.test),
                dict(zip(label_map.classes, counts.tolist())))
 
-  def examples(indices):
-    return input_pipeline.Examples(feats, labels[indices], np.asarray(indices),
-                                   standardizer)
+  def examples(indices, items=feats, wave=None):
+    return input_pipeline.Examples(items, labels[indices], np.asarray(indices),
+                                   standardizer, wave)
 
+  train = examples(fold.train)
+  if config_lib.features_in_step(config):
+    train = examples(fold.train, _waveforms(feats, cache_folder, config.strict_data), params)
   return RunData(label_map=label_map, feature_params=params, fold_name=fold.name,
-                 utterances=utterances, train=examples(fold.train),
+                 utterances=utterances, train=train,
                  dev=examples(fold.dev), test=examples(fold.test),
                  class_weights=np.asarray(losses.class_weights(counts), np.float32),
                  standardizer=standardizer, identity=identity)
+
+
+def _waveforms(feats: cache_lib.FeatureCache, cache_folder: str, strict: bool
+               ) -> cache_lib.FeatureCache:
+  """The waveform cache of the feature cache's utterances, item for item."""
+  waves = cache_lib.FeatureCache.build(feats.utterances, feats.params, cache_folder,
+                                       strict=strict, waveforms=True)
+  if waves.ids != feats.ids:
+    lost = sorted(set(feats.ids) - set(waves.ids))
+    raise CorpusError(f'waveform cache {waves.folder}: {len(lost)} utterances with '
+                      f'features have no waveform (first {lost[:1]}): see the warnings')
+  return waves
 
 
 def _check_classes_present(config, label_map, labels: np.ndarray) -> None:

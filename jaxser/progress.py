@@ -31,12 +31,14 @@ class Progress:
 
   def step(self, run_step, batch, step: int):
     """Runs `run_step()`; the first batch of a new length is timed as a compile."""
-    frames = batch['features'].shape[-2]  # [B, T, F], or [R, B, T, F] stacked
-    if frames in self._seen:
+    # [B, T, F] features or [B, S] waveforms, or [R, B, ...] stacked.
+    length = (f'{batch["features"].shape[-2]} frames' if 'features' in batch
+              else f'{batch["waveforms"].shape[-1]} samples')
+    if length in self._seen:
       return run_step()
-    self._seen.add(frames)
-    logging.info('step %d: compiling the train step for batches of %d frames (or '
-                 'finding it compiled by an earlier run of this process)', step, frames)
+    self._seen.add(length)
+    logging.info('step %d: compiling the train step for batches of %s (or '
+                 'finding it compiled by an earlier run of this process)', step, length)
     start = time.perf_counter()
     out = run_step()
     seconds = time.perf_counter() - start  # the dispatch waits for the compile

@@ -20,6 +20,7 @@ import numpy as np
 
 from jaxser import features as features_lib
 from jaxser import input_augment
+from jaxser import wave_augment
 from jaxser import standardize
 from jaxser.errors import CheckpointError
 from jaxser.errors import IdentityError
@@ -118,8 +119,11 @@ def run_identity(config: ml_collections.ConfigDict, corpus_content: str) -> dict
 # Fields added after runs were recorded without them, and the value such a
 # record means: the behaviour before the field existed.
 ABSENT_MEANS = {'model.utterance_norm': 'none', 'demo_recipe': 'v1',
+                'wave_augment.features_in_step': False,
                 **{f'input_augment.{k}': v
-                   for k, v in input_augment.InputAugment()._asdict().items()}}
+                   for k, v in input_augment.InputAugment()._asdict().items()},
+                **{f'wave_augment.{k}': v
+                   for k, v in wave_augment.WaveAugment()._asdict().items()}}
 
 
 def identity_differences(saved: dict | None, current: dict) -> list[str]:

@@ -171,16 +171,18 @@ def _state_of(states, row: int, mesh):
 
 
 def _stacked_batch(batches: list, mesh) -> dict:
-  """`[R, B, T, ...]`: each run's batch padded to the longest `T`.
+  """`[R, B, T, ...]`: each run's batch padded to the longest `T` (frames, or
+  samples for waveform batches).
 
   An inactive run's entry (None) becomes a batch of padding rows only.
   """
-  frames = max(b['features'].shape[1] for b in batches if b is not None)
-  padded = [None if b is None else dict(b, features=np.pad(
-      b['features'], ((0, 0), (0, frames - b['features'].shape[1]), (0, 0))))
-            for b in batches]
+  like = next(b for b in batches if b is not None)
+  name = 'features' if 'features' in like else 'waveforms'
+  size = max(b[name].shape[1] for b in batches if b is not None)
+  pad = lambda x: np.pad(x, [(0, 0), (0, size - x.shape[1])] + [(0, 0)] * (x.ndim - 2))
+  padded = [None if b is None else dict(b, **{name: pad(b[name])}) for b in batches]
   like = next(b for b in padded if b is not None)
-  empty = {k: np.ones_like(v) if k == 'frame_lengths' else np.zeros_like(v)
+  empty = {k: np.ones_like(v) if k in ('frame_lengths', 'num_samples') else np.zeros_like(v)
            for k, v in like.items()}
   stacked = {k: np.stack([(b or empty)[k] for b in padded]) for k in like}
   return jax.device_put(stacked, parallel.run_batch_sharding(mesh))

@@ -181,7 +181,7 @@ def open_run(config, workdir: str, mesh, closing: contextlib.ExitStack, run_log,
       create_train_state(config, model, data.feature_params.num_bins), mesh)
   train_fn, eval_fn = steps_lib.make_steps(config, mesh)
   hparams = parallel.replicate(config_lib.step_hparams(
-      config, data.class_weights, inv_std=1.0 / np.asarray(data.standardizer.std)), mesh)
+      config, data.class_weights, data.standardizer), mesh)
   checkpoints = closing.enter_context(checkpoint_lib.Checkpoints(workdir))
   # Each process prepares its own rows of every global batch.
   iterator = input_pipeline.train_iterator(input_pipeline.train_dataset(

@@ -15,10 +15,12 @@ recipes augment before the features; each leaves the padding at 0:
   and an exponentially decaying noise tail, RT60 drawn per utterance), the
   result cut to the utterance's length and brought back to its power.
 
-These are the library part of waveform augmentation; the training loop
-does not call them yet (its features are computed ahead of time, in the
-feature cache).
+`apply` draws all three for a batch as `WaveAugment` says (the training
+step's `config.wave_augment`, with the features then computed inside the
+step from cached waveforms: `jaxser.steps`).
 """
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +28,7 @@ import jax.numpy as jnp
 from jaxser import audio
 from jaxser.features import frame_mask
 
-__all__ = ['add_noise', 'reverberate', 'speed_perturb']
+__all__ = ['NOISES', 'WaveAugment', 'add_noise', 'apply', 'reverberate', 'speed_perturb']
 
 NOISES = ('white', 'pink', 'babble')
 
@@ -42,14 +44,16 @@ def _pink(key, shape):
   return jnp.fft.irfft(spectrum / jnp.sqrt(freqs), shape[-1], axis=-1)
 
 
-def add_noise(key, waveforms, lengths, *, snr_db=(5.0, 20.0), kinds=NOISES):
-  """Each utterance plus noise of a kind from `kinds` at an SNR in `snr_db`.
+def add_noise(key, waveforms, lengths, *, snr_db=(5.0, 20.0), kinds=NOISES,
+              probability: float = 1.0):
+  """Each utterance (with `probability`) plus noise of a kind from `kinds` at
+  an SNR in `snr_db`.
 
   Returns:
     `[batch, samples]`; padding stays 0.
   """
   batch, samples = waveforms.shape
-  kind_key, snr_key, white_key, pink_key = jax.random.split(key, 4)
+  kind_key, snr_key, white_key, pink_key, use_key = jax.random.split(key, 5)
   valid = frame_mask(lengths, samples)
   kinds = tuple(kinds)
   choice = jax.random.randint(kind_key, (batch,), 0, len(kinds))
@@ -68,6 +72,7 @@ def add_noise(key, waveforms, lengths, *, snr_db=(5.0, 20.0), kinds=NOISES):
   snr = jax.random.uniform(snr_key, (batch,), minval=snr_db[0], maxval=snr_db[1])
   target = _power(waveforms, valid) / 10 ** (snr / 10)
   scale = jnp.sqrt(target / jnp.maximum(_power(noise, valid), 1e-20))
+  scale = jnp.where(jax.random.uniform(use_key, (batch,)) < probability, scale, 0.0)
   return jnp.where(valid, waveforms + scale[:, None] * noise, 0.0)
 
 
@@ -117,3 +122,68 @@ def reverberate(key, waveforms, lengths, *, rt60_s=(0.2, 0.6), probability: floa
   wet = wet * jnp.sqrt(_power(waveforms, valid) / jnp.maximum(_power(wet, valid), 1e-20))[:, None]
   use = jax.random.uniform(use_key, (batch, 1)) < probability
   return jnp.where(valid, jnp.where(use, wet, waveforms), 0.0)
+
+
+class WaveAugment(NamedTuple):
+  """What `apply` draws for each utterance of a batch; all off by default."""
+  noise_probability: float = 0.0  # Utterances that get noise.
+  noise_snr_low_db: float = 5.0  # Its SNR, U[low, high] dB.
+  noise_snr_high_db: float = 20.0
+  noise_kinds: str = ','.join(NOISES)  # Comma-separated, drawn uniformly.
+  speed_factors: str = ''  # e.g. '0.9,1.0,1.1'; '' keeps the speed.
+  reverb_probability: float = 0.0  # Utterances put in a synthetic room.
+  reverb_rt60_low_s: float = 0.2  # Its RT60, U[low, high] seconds.
+  reverb_rt60_high_s: float = 0.6
+
+  @property
+  def enabled(self) -> bool:
+    return bool(self.noise_probability or self.reverb_probability or self.factors)
+
+  @property
+  def factors(self) -> tuple[float, ...]:
+    return tuple(float(f) for f in self.speed_factors.split(',') if f.strip())
+
+  def check(self) -> None:
+    """Raises ValueError naming the first field out of range."""
+    def require(ok, field, why):
+      if not ok:
+        raise ValueError(f'wave_augment.{field}={getattr(self, field)!r}: {why}')
+    for field in ('noise_probability', 'reverb_probability'):
+      require(0 <= getattr(self, field) <= 1, field, 'must be in [0, 1]')
+    require(self.noise_snr_low_db <= self.noise_snr_high_db, 'noise_snr_low_db',
+            f'must be <= noise_snr_high_db={self.noise_snr_high_db}')
+    require(0 < self.reverb_rt60_low_s <= self.reverb_rt60_high_s, 'reverb_rt60_low_s',
+            f'must be in (0, reverb_rt60_high_s={self.reverb_rt60_high_s}]')
+    kinds = [k.strip() for k in self.noise_kinds.split(',')]
+    require(kinds and set(kinds) <= set(NOISES), 'noise_kinds',
+            f'must be a comma-separated subset of {",".join(NOISES)}')
+    try:
+      factors = self.factors
+    except ValueError:
+      factors = (0.0,)
+    require(all(0.5 <= f <= 2.0 for f in factors), 'speed_factors',
+            "must be comma-separated factors in [0.5, 2], e.g. '0.9,1.0,1.1'")
+
+
+def apply(key, waveforms, lengths, settings: WaveAugment):
+  """Speed, then reverberation, then noise, as `settings` says.
+
+  Returns:
+    `(waveforms [batch, samples], lengths [batch])`; padding stays 0. Off,
+    the inputs unchanged.
+  """
+  speed_key, reverb_key, noise_key = jax.random.split(key, 3)
+  lengths = jnp.asarray(lengths, jnp.int32)
+  if settings.factors:
+    waveforms, lengths = speed_perturb(speed_key, waveforms, lengths,
+                                       factors=settings.factors)
+  if settings.reverb_probability:
+    waveforms = reverberate(reverb_key, waveforms, lengths,
+                            rt60_s=(settings.reverb_rt60_low_s, settings.reverb_rt60_high_s),
+                            probability=settings.reverb_probability)
+  if settings.noise_probability:
+    waveforms = add_noise(noise_key, waveforms, lengths,
+                          snr_db=(settings.noise_snr_low_db, settings.noise_snr_high_db),
+                          kinds=[k.strip() for k in settings.noise_kinds.split(',')],
+                          probability=settings.noise_probability)
+  return waveforms, lengths

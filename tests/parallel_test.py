@@ -72,6 +72,34 @@ SCRIPT = textwrap.dedent('''
           mesh, jax.sharding.PartitionSpec(parallel.DATA_AXIS))
       mel, _ = features.log_mel(jax.device_put(waves, split), jax.device_put(lengths, split))
       np.testing.assert_allclose(np.asarray(mel), np.asarray(single), atol=1e-4)
+    # Waveform batches featurised and augmented in the step: the same on
+    # 4 devices as on 1.
+    from jaxser import standardize
+    wave_config = tiny.get_config()
+    wave_config.wave_augment.update(noise_probability=0.5, speed_factors='0.9,1.1',
+                                    reverb_probability=0.5)
+    stats = standardize.Standardizer(np.full(64, -40.0, np.float32),
+                                     np.full(64, 20.0, np.float32))
+    wave_batch = {'waveforms': waves[:, :(100 + 8) * 160], 'labels': batches[0]['labels'],
+                  'num_samples': rng.integers(8000, 16001, 8).astype(np.int32),
+                  'mask': batches[0]['mask']}
+
+    def wave_run(devices):
+      mesh = parallel.make_mesh(devices)
+      state = parallel.replicate(train.create_train_state(wave_config, model, 64), mesh)
+      train_fn, _ = steps.make_steps(wave_config, mesh)
+      hparams = parallel.replicate(config_lib.step_hparams(
+          wave_config, np.ones(4), stats), mesh)
+      for _ in range(2):
+        state, metrics = train_fn(state, parallel.global_batch(wave_batch, mesh), hparams)
+      return jax.device_get((state.params, metrics['loss']))
+
+    (one_params, one_loss), (four_params, four_loss) = (
+        wave_run(jax.devices()[:1]), wave_run(jax.devices()))
+    wave_diff = max(jax.tree_util.tree_leaves(jax.tree_util.tree_map(
+        lambda a, b: float(np.max(np.abs(a - b))), one_params, four_params)))
+    print('WAVE_PARAM_DIFF', wave_diff, 'LOSS', one_loss, four_loss)
+    assert wave_diff <= 1e-4 and abs(one_loss - four_loss) <= 1e-4
     try:
       parallel.check_divisible(6, parallel.make_mesh(), 'config.batch_size')
     except Exception as e:

@@ -58,6 +58,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Augmentation of the training batches' spectrograms inside the jitted step
   # (`jaxser.input_augment`); the paper has none: all off.
   config.input_augment = input_augment_config()
+  # Augmentation of the training batches' waveforms, before features that
+  # are then computed inside the jitted step (`jaxser.wave_augment`): off.
+  config.wave_augment = wave_augment_config()
 
   # Generative augmentation of a trained run's embeddings (`jaxser.augment`;
   # docs/method.md, "Generative augmentation"). Not part of the run's identity.
@@ -94,6 +97,24 @@ def input_augment_config() -> ml_collections.ConfigDict:
   augment.freq_mask_width = 0  # Their largest width (bins).
   augment.gain_db = 0.0  # Level change, U[-gain_db, gain_db] dB.
   augment.tilt_db = 0.0  # Spectral tilt across the bins, U[-t, t] dB.
+  return augment
+
+
+def wave_augment_config() -> ml_collections.ConfigDict:
+  """The `config.wave_augment` fields (`jaxser.wave_augment`); all off."""
+  augment = ml_collections.ConfigDict()
+  # Features of the training batches computed in the train step from cached
+  # waveforms (implied by any augmentation below; evaluation keeps the
+  # feature cache).
+  augment.features_in_step = False
+  augment.noise_probability = 0.0  # Utterances that get noise.
+  augment.noise_snr_low_db = 5.0  # Its SNR, U[low, high] dB.
+  augment.noise_snr_high_db = 20.0
+  augment.noise_kinds = 'white,pink,babble'  # babble: 3 others of the batch.
+  augment.speed_factors = ''  # e.g. '0.9,1.0,1.1' (Kaldi's); '' keeps the speed.
+  augment.reverb_probability = 0.0  # Utterances put in a synthetic room.
+  augment.reverb_rt60_low_s = 0.2  # Its RT60, U[low, high] seconds.
+  augment.reverb_rt60_high_s = 0.6
   return augment
 
 

@@ -8,6 +8,11 @@ file's bytes, memoised by stat) and `params.fingerprint()`. An edited file
 utterance set or label, or any changed parameter gives a new key, hence a new
 folder; nothing stale is read.
 
+Waveforms. With the features computed in the train step (waveform
+augmentation), the training split's decoded, cropped waveforms are cached
+alike (`build(..., waveforms=True)`): folder `wave-<key>`, one sample per
+row, the key marked as a waveform cache's.
+
 The format. A cache folder `<cache_dir>/<kind>-<key>/` holds
 
   features.f32  all frames of all utterances, `[total_frames, bins]`
@@ -46,7 +51,6 @@ the rest, and the cache remembers them, so reopening it reports them again:
   1e20), which would otherwise train as NaN.
 """
 
-import collections
 import hashlib
 import json
 import os
@@ -76,23 +80,36 @@ INDEX_FILE = 'index.json'
 _DTYPE = np.dtype('<f4')
 
 
-def _cache_key(corpus_fingerprint: str, params: features.FeatureParams) -> str:
-  """The cache folder's key: format version, corpus fingerprint, parameters."""
+def _cache_key(corpus_fingerprint: str, params: features.FeatureParams,
+               waveforms: bool) -> str:
+  """The cache folder's key: format version, corpus fingerprint, parameters
+  (and for a waveform cache, that it is one)."""
   text = f'{_VERSION}\n{corpus_fingerprint}\n{params.fingerprint()}'
-  return hashlib.sha256(text.encode()).hexdigest()[:20]
+  return hashlib.sha256((text + '\nwaveforms' * waveforms).encode()).hexdigest()[:20]
+
+
+def _shape(params: features.FeatureParams, waveforms: bool) -> tuple[int, int]:
+  """`(values per row, most rows per item)`: bins and frames, or 1 and samples."""
+  if waveforms:  # `features.crop_waveform`'s longest
+    return 1, (params.max_frames + 2 * features.crop_margin(params)) * params.hop_length
+  return params.num_bins, params.max_frames
 
 
 class FeatureCache:
   """Random access to the cached `[frames, bins]` features of a corpus.
 
   Make one with `FeatureCache.build`. Items follow the order of the
-  utterances given to `build`, less those left out (`skipped`).
+  utterances given to `build`, less those left out (`skipped`). A waveform
+  cache (`build(..., waveforms=True)`, folder `wave-<key>`) holds instead
+  the decoded, cropped waveforms (`features.crop_waveform`, `[samples]`)
+  whose features the train step computes; it is made, keyed and verified
+  alike.
 
   Attributes:
     folder: the cache folder.
     params: the `FeatureParams` the features were computed with.
     ids: the utterance ids, one per item.
-    frame_lengths: `[n]` int32 frames per item.
+    frame_lengths: `[n]` int32 frames (samples) per item.
     utterances: the records, one per item.
     skipped: `Issue`s for the utterances left out (undecodable audio,
       duplicate audio, non-finite features), naming the current files.
@@ -103,6 +120,7 @@ class FeatureCache:
     index = json.loads((self.folder / INDEX_FILE).read_text())
     self.params = features.FeatureParams(**index['params'])
     self.num_bins = index['num_bins']
+    self.waveforms = index.get('waveforms', False)
     self._total_frames = index['total_frames']
     self.ids = tuple(index['ids'])
     self.frame_lengths = np.asarray(index['frame_lengths'], np.int32)
@@ -119,7 +137,8 @@ class FeatureCache:
   @classmethod
   def build(cls, utterances: Sequence[records.Utterance],
             params: features.FeatureParams, cache_dir, *, strict: bool = False,
-            batch_size: int = 32, chunk_size: int = 256) -> 'FeatureCache':
+            batch_size: int = 32, chunk_size: int = 256,
+            waveforms: bool = False) -> 'FeatureCache':
     """Opens the cache for these utterances and parameters, extracting if needed.
 
     A folder that fails verification is removed and extracted again.
@@ -131,6 +150,7 @@ class FeatureCache:
       strict: raise if any utterance is left out.
       batch_size: utterances per feature batch.
       chunk_size: utterances decoded and held in memory at a time.
+      waveforms: cache the cropped waveforms, not their features.
 
     Returns:
       The cache, in the order of `utterances` (less those left out).
@@ -144,9 +164,10 @@ class FeatureCache:
     if len(set(ids)) != len(ids):
       raise CorpusError('feature cache: utterance ids are not unique')
     hashes = fingerprint.content_hashes([u.path for u in utterances], cache_dir)
-    key = _cache_key(fingerprint.from_content_hashes(utterances, hashes), params)
-    folder = pathlib.Path(cache_dir) / f'{params.kind}-{key}'
-    problem = verify(folder, ids, params) if folder.exists() else 'absent'
+    key = _cache_key(fingerprint.from_content_hashes(utterances, hashes), params,
+                     waveforms)
+    folder = pathlib.Path(cache_dir) / f'{"wave" if waveforms else params.kind}-{key}'
+    problem = verify(folder, ids, params, waveforms) if folder.exists() else 'absent'
     if problem is None:
       logging.info('feature cache: reusing %s', folder)
     else:
@@ -155,8 +176,8 @@ class FeatureCache:
                         'extracting again', folder, problem)
         shutil.rmtree(folder, ignore_errors=True)
       try:
-        _extract_to(folder, utterances, params, _duplicate_audio(utterances, hashes),
-                    batch_size=batch_size, chunk_size=chunk_size)
+        _extract_to(folder, utterances, params, fingerprint.duplicate_audio(utterances, hashes),
+                    batch_size=batch_size, chunk_size=chunk_size, waveforms=waveforms)
       except OSError as e:
         raise CorpusError(f'feature cache {folder}: cannot be written '
                           f'({fileio.reason(e)}); nothing was kept') from e
@@ -173,14 +194,16 @@ class FeatureCache:
     return len(self.ids)
 
   def __getitem__(self, i: int) -> np.ndarray:
-    """Item i's features, `[frames, bins]` float32 (a read-only view)."""
+    """Item i's features, `[frames, bins]` float32 (a waveform cache's
+    `[samples]`), a read-only view."""
     if not -len(self) <= i < len(self):
       raise IndexError(f'feature cache index {i} out of range ({len(self)})')
     if self._data is None:
       self._data = np.memmap(self.folder / DATA_FILE, dtype=_DTYPE, mode='r',
                              shape=(self._total_frames, self.num_bins))
     start = self._offsets[i]
-    return self._data[start:start + self.frame_lengths[i]]
+    item = self._data[start:start + self.frame_lengths[i]]
+    return item[:, 0] if self.waveforms else item
 
   def index_of(self, utterance_id: str) -> int:
     """The item number of an utterance id."""
@@ -197,8 +220,8 @@ class FeatureCache:
 # Verification.
 
 
-def verify(folder, ids: Sequence[str], params: features.FeatureParams
-           ) -> str | None:
+def verify(folder, ids: Sequence[str], params: features.FeatureParams,
+           waveforms: bool = False) -> str | None:
   """Why a cache folder cannot be used for these utterances, or None.
 
   Reads the whole data file, one utterance at a time.
@@ -207,6 +230,7 @@ def verify(folder, ids: Sequence[str], params: features.FeatureParams
     folder: the cache folder.
     ids: the ids of the utterances asked for.
     params: the feature parameters asked for.
+    waveforms: whether a waveform cache is asked for.
 
   Returns:
     The cause in a few words, or None if the folder is sound.
@@ -217,7 +241,7 @@ def verify(folder, ids: Sequence[str], params: features.FeatureParams
   except (OSError, ValueError) as e:
     return f'{INDEX_FILE} unreadable ({fileio.reason(e)})'
   try:
-    return (_index_problem(index, ids, params)
+    return (_index_problem(index, ids, params, waveforms)
             or _data_problem(folder / DATA_FILE, index))
   except OSError as e:  # the index was read: this is the data file
     return f'{DATA_FILE} unreadable ({fileio.reason(e)})'
@@ -225,12 +249,15 @@ def verify(folder, ids: Sequence[str], params: features.FeatureParams
     return f'{INDEX_FILE} malformed ({type(e).__name__}: {fileio.reason(e)})'
 
 
-def _index_problem(index: dict, ids: Sequence[str],
-                   params: features.FeatureParams) -> str | None:
+def _index_problem(index: dict, ids: Sequence[str], params: features.FeatureParams,
+                   waveforms: bool) -> str | None:
   """What is inconsistent in index.json, or None."""
   if index['version'] != _VERSION:
     return f'format version {index["version"]}, expected {_VERSION}'
-  if index['params'] != params.to_dict() or index['num_bins'] != params.num_bins:
+  width, most = _shape(params, waveforms)
+  if index.get('waveforms', False) != waveforms:
+    return f'it holds {"waveforms" if index.get("waveforms") else "features"}'
+  if index['params'] != params.to_dict() or index['num_bins'] != width:
     return 'made with other feature parameters'
   kept, skipped = list(index['ids']), [i['id'] for i in index['skipped']]
   for i in index['skipped']:  # a kind `records.Issue` refuses raises here
@@ -243,14 +270,14 @@ def _index_problem(index: dict, ids: Sequence[str],
   offsets = np.asarray(index['offsets'], np.int64)
   if not len(kept) == len(lengths) == len(offsets) == len(index['checksums']):
     return 'its lists of ids, offsets, lengths and checksums differ in length'
-  if len(lengths) and not 1 <= lengths.min() <= lengths.max() <= params.max_frames:
-    return f'frame lengths outside [1, {params.max_frames}]'
+  if len(lengths) and not 1 <= lengths.min() <= lengths.max() <= most:
+    return f'lengths outside [1, {most}]'
   order = np.argsort(offsets, kind='stable')
   ends = np.cumsum(lengths[order])
   if np.any(offsets[order] != ends - lengths[order]):
     return 'the offsets do not tile the data file'
   total = int(ends[-1]) if len(ends) else 0
-  expected = total * params.num_bins * _DTYPE.itemsize
+  expected = total * width * _DTYPE.itemsize
   if index['total_frames'] != total or index['data_bytes'] != expected:
     return f'the sizes it records disagree ({total} frames, {expected} bytes)'
   return None
@@ -277,48 +304,18 @@ def _data_problem(path: pathlib.Path, index: dict) -> str | None:
 # Extraction.
 
 
-def _duplicate_audio(utterances: Sequence[records.Utterance],
-                    hashes: dict[str, str | None]) -> dict[str, records.Issue]:
-  """The utterances to leave out because their audio repeats another's.
-
-  Args:
-    utterances: the corpus.
-    hashes: `fingerprint.content_hashes` of their paths.
-
-  Returns:
-    `{id: Issue}`: every copy but the first (by id) when the copies agree on
-    the label; every copy when they do not.
-  """
-  groups = collections.defaultdict(list)
-  for utt in sorted(utterances, key=lambda u: u.id):
-    if hashes[utt.path] is not None:
-      groups[hashes[utt.path]].append(utt)
-  issues = {}
-  for group in groups.values():
-    if len({u.label for u in group}) == 1:
-      for utt in group[1:]:
-        issues[utt.id] = records.Issue(
-            'duplicate audio', utt.path,
-            f'the same audio as {group[0].path} (id {group[0].id!r})')
-    elif len(group) > 1:
-      for utt in group:
-        others = ', '.join(f'{o.path} ({o.label})' for o in group if o is not utt)
-        issues[utt.id] = records.Issue(
-            'duplicate audio with conflicting labels', utt.path,
-            f'labelled {utt.label}; the same audio as {_shorten(others)}')
-  return issues
-
-
 def _extract_to(folder: pathlib.Path, utterances, params,
                 left_out: dict[str, records.Issue], *, batch_size: int,
-                chunk_size: int) -> None:
-  """Computes the features of the utterances not `left_out` into `folder`."""
+                chunk_size: int, waveforms: bool) -> None:
+  """Computes the features (or waveforms) of the utterances not `left_out`
+  into `folder`."""
   ids = [u.id for u in utterances]
-  with fileio.atomic_folder(folder, lambda f: verify(f, ids, params) is None
+  width, _ = _shape(params, waveforms)
+  with fileio.atomic_folder(folder, lambda f: verify(f, ids, params, waveforms) is None
                              ) as tmp:
     todo = [u for u in utterances if u.id not in left_out]
     written, issues = _write_features(tmp / DATA_FILE, todo, params, batch_size,
-                                      chunk_size)
+                                      chunk_size, waveforms)
     issues = {**left_out, **issues}
     if not written:
       raise CorpusError('feature cache: no utterance could be decoded and kept:\n'
@@ -327,9 +324,9 @@ def _extract_to(folder: pathlib.Path, utterances, params,
     offsets, lengths, checksums = zip(*(written[i] for i in kept))
     total = sum(lengths)
     index = {
-        'version': _VERSION, 'params': params.to_dict(),
-        'num_bins': params.num_bins, 'total_frames': total,
-        'data_bytes': total * params.num_bins * _DTYPE.itemsize,
+        'version': _VERSION, 'params': params.to_dict(), 'waveforms': waveforms,
+        'num_bins': width, 'total_frames': total,
+        'data_bytes': total * width * _DTYPE.itemsize,
         'ids': kept, 'offsets': offsets, 'frame_lengths': lengths,
         'checksums': checksums,
         'skipped': [{'id': i, **vars(issues[i])} for i in ids if i in issues],
@@ -339,8 +336,9 @@ def _extract_to(folder: pathlib.Path, utterances, params,
 
 
 def _write_features(path: pathlib.Path, utterances, params, batch_size: int,
-                    chunk_size: int):
-  """Decodes and extracts in chunks of similar length, appending to `path`.
+                    chunk_size: int, waveforms: bool):
+  """Decodes and extracts (or crops) in chunks of similar length, appending
+  to `path`.
 
   Returns:
     `{id: (frame offset, frames, CRC-32)}` of the utterances written and
@@ -349,9 +347,9 @@ def _write_features(path: pathlib.Path, utterances, params, batch_size: int,
   order = sorted(utterances, key=_expected_samples)  # similar lengths batch well
   written, issues, total = {}, {}, 0
   with open(path, 'wb') as out, progress.bar(
-      len(order), f'{params.kind} features', 'utt') as bar:
+      len(order), 'waveforms' if waveforms else f'{params.kind} features', 'utt') as bar:
     for start in range(0, len(order), chunk_size):
-      chunk, waveforms = [], []
+      chunk, cropped = [], []
       for utt in order[start:start + chunk_size]:
         try:
           waveform = audio.load(utt.path, sample_rate=params.sample_rate)
@@ -360,11 +358,12 @@ def _write_features(path: pathlib.Path, utterances, params, batch_size: int,
           continue
         # Only the samples the kept frames read: a chunk of long files would
         # otherwise hold every whole decoded file at once.
-        waveforms.append(features.crop_waveform(waveform, params))
+        cropped.append(features.crop_waveform(waveform, params))
         chunk.append(utt)
-      if waveforms:
-        extracted = features.extract_numpy(waveforms, params, batch_size=batch_size)
-        for utt, waveform, feature in zip(chunk, waveforms, extracted):
+      if cropped:
+        extracted = ([w[:, None] for w in cropped] if waveforms else
+                     features.extract_numpy(cropped, params, batch_size=batch_size))
+        for utt, waveform, feature in zip(chunk, cropped, extracted):
           if not np.isfinite(feature).all():
             issues[utt.id] = records.Issue(
                 'non-finite features', utt.path,
@@ -394,7 +393,3 @@ def _expected_samples(utt: records.Utterance) -> float:
 def _issue(path: str, error: AudioError) -> records.Issue:
   """The load-time fault of an `audio.load` error."""
   return records.Issue(error.kind, path, str(error).removeprefix(f'{path}: '))
-
-
-def _shorten(text: str, limit: int = 300) -> str:
-  return text if len(text) <= limit else text[:limit - 3] + '...'

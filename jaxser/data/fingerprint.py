@@ -11,9 +11,10 @@ Hashing a large corpus at every run start would be slow (IEMOCAP is 1.5 GB),
 so `<cache_dir>/content_hashes.json` remembers each file's hash with its
 size, mtime, ctime and inode, and a hash is reused only while all four are
 unchanged: ctime cannot be set back by a user, so an edit that restores the
-mtime is still seen.
+mtime is still seen. The same hashes find repeated audio (`duplicate_audio`).
 """
 
+import collections
 import hashlib
 import json
 import os
@@ -28,7 +29,7 @@ from jaxser import fileio
 from jaxser.data import records
 from jaxser.errors import JaxserError
 
-__all__ = ['HASHES_FILE', 'content_hashes', 'corpus_fingerprint',
+__all__ = ['HASHES_FILE', 'content_hashes', 'corpus_fingerprint', 'duplicate_audio',
            'from_content_hashes']
 
 HASHES_FILE = 'content_hashes.json'  # in cache_dir: the memo of file hashes
@@ -147,3 +148,39 @@ def _write_memo(path: pathlib.Path, memo: dict) -> None:
     fileio.atomic_write(str(path), json.dumps(memo))
   except (OSError, JaxserError) as e:  # only a speed-up: hashed again next time
     logging.warning('the content hashes were not kept: %s', e)
+
+
+def duplicate_audio(utterances: Sequence[records.Utterance],
+                    hashes: dict[str, str | None]) -> dict[str, records.Issue]:
+  """The utterances to leave out because their audio repeats another's.
+
+  Args:
+    utterances: the corpus.
+    hashes: `content_hashes` of their paths.
+
+  Returns:
+    `{id: Issue}`: every copy but the first (by id) when the copies agree on
+    the label; every copy when they do not.
+  """
+  groups = collections.defaultdict(list)
+  for utt in sorted(utterances, key=lambda u: u.id):
+    if hashes[utt.path] is not None:
+      groups[hashes[utt.path]].append(utt)
+  issues = {}
+  for group in groups.values():
+    if len({u.label for u in group}) == 1:
+      for utt in group[1:]:
+        issues[utt.id] = records.Issue(
+            'duplicate audio', utt.path,
+            f'the same audio as {group[0].path} (id {group[0].id!r})')
+    elif len(group) > 1:
+      for utt in group:
+        others = ', '.join(f'{o.path} ({o.label})' for o in group if o is not utt)
+        issues[utt.id] = records.Issue(
+            'duplicate audio with conflicting labels', utt.path,
+            f'labelled {utt.label}; the same audio as {_shorten(others)}')
+  return issues
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+  return text if len(text) <= limit else text[:limit - 3] + '...'
