@@ -3,7 +3,7 @@
 Usage:
   python bench/train_step.py [--peer] [--frames 400,1400] [--kinds mel,stft]
       [--batch 32] [--steps N] [--repeats 3] [--no-memory] [--xla-defaults]
-      [--gru-cells flax,tf1] [--robust]
+      [--gru-cells flax,tf1] [--robust] [--wave]
 
 For each input kind (mel = 128 bins, stft = 513 bins) and padded length, it
 builds the paper model with the paper config (`jaxser/configs/default.py`: centre
@@ -20,7 +20,11 @@ printed. `--gru-cells flax,tf1` also times the model with TF1's GRU cell
 (`model.gru_cell='tf1'`, the authors' code's; both run on the same fast BiGRU
 kernel) and prints its ratio to the default Flax cell; `--robust` times the
 step with the robust-training measures on (SpecAugment masks, level and
-tilt, per-utterance normalisation) and prints its ratio to the plain step. `--eval` times the
+tilt, per-utterance normalisation) and prints its ratio to the plain step;
+`--wave` times the step on waveform batches whose features it computes
+(jaxser-wave: `config.wave_augment.features_in_step`) and with the waveform
+augmentation on as well (jaxser-waveaug: noise, speed, reverberation, each
+on every utterance), with their ratios to the step on cached features. `--eval` times the
 batched inference step instead
 (`bench/eval_step.py` does that). The machine's load average is printed
 before and after each size: on a shared machine, trust the ratios more than
@@ -45,6 +49,7 @@ import numpy as np
 
 from jaxser.configs import default as default_config
 from jaxser import config_lib
+from jaxser import input_pipeline
 from jaxser import xla_options
 from jaxser import standardize
 from jaxser import steps
@@ -55,6 +60,9 @@ CLASS_WEIGHTS = (1.0, 1.5, 1.0, 1.5)  # the peer's
 # The robust-training measures of docs/results.md (`--robust`).
 ROBUST_AUGMENT = dict(time_masks=2, time_mask_width=20, freq_masks=2, freq_mask_width=12,
                       gain_db=6.0, tilt_db=6.0)
+# `--wave`: the waveform augmentation, on every utterance (its most costly).
+WAVE_AUGMENT = dict(noise_probability=1.0, speed_factors='0.9,1.0,1.1',
+                    reverb_probability=1.0)
 
 
 def _import_peer():
@@ -75,6 +83,19 @@ def make_batch(batch: int, frames: int, bins: int, seed: int = 0) -> dict:
       'labels': rng.integers(0, 4, size=batch).astype(np.int32),
       'mask': np.ones(batch, bool),
   }
+
+
+def waveform_batch(batch: dict, params) -> dict:
+  """Noise waveforms of the batch's frame lengths, padded as the training
+  input pads them (`input_pipeline.pad_waveform_batch`)."""
+  rng = np.random.default_rng(1)
+  frames = batch['features'].shape[1]
+  num_samples = ((batch['frame_lengths'] - 1) * params.hop_length).astype(np.int32)
+  width = input_pipeline.waveform_width(frames, params)
+  waves = 0.1 * rng.standard_normal((len(num_samples), width), np.float32)
+  waves[np.arange(width)[None, :] >= num_samples[:, None]] = 0.0
+  return {'waveforms': waves, 'num_samples': num_samples, 'labels': batch['labels'],
+          'mask': batch['mask']}
 
 
 def _xla_bytes(compiled) -> int | None:
@@ -100,8 +121,9 @@ class JaxserRunner:
   """The jitted train (or eval) step on one batch, compiled ahead of time."""
 
   def __init__(self, kind: str, batch: dict, *, evaluate: bool = False,
-               xla_options: bool = True, gru_cell: str = 'flax', robust: bool = False):
-    self.name = 'jaxser-robust' if robust else (
+               xla_options: bool = True, gru_cell: str = 'flax', robust: bool = False,
+               wave: str = ''):
+    self.name = 'jaxser-robust' if robust else f'jaxser-{wave}' if wave else (
         'jaxser' if gru_cell == 'flax' else f'jaxser-{gru_cell}')
     config = default_config.get_config()
     config.features.kind = kind
@@ -109,6 +131,11 @@ class JaxserRunner:
     if robust:  # docs/results.md's robust-training measures
       config.input_augment.update(ROBUST_AUGMENT)
       config.model.utterance_norm = 'mean_var'
+    if wave:
+      config.wave_augment.features_in_step = True
+      if wave == 'waveaug':
+        config.wave_augment.update(WAVE_AUGMENT)
+      batch = waveform_batch(batch, config_lib.feature_params(config))
     model = config_lib.create_model(config, num_classes=4)
     self.state = train.create_train_state(config, model, BINS[kind])
     train_fn, eval_fn = steps.make_steps(config)
@@ -193,9 +220,13 @@ class PeerRunner:
 
 
 def _runner(name: str, kind: str, batch: dict, args):
-  """'peer', 'jaxser' (the Flax GRU cell), 'jaxser-<cell>' or 'jaxser-robust'."""
+  """'peer', 'jaxser' (the Flax GRU cell), 'jaxser-<cell>', 'jaxser-robust',
+  'jaxser-wave' or 'jaxser-waveaug'."""
   if name == 'peer':
     return PeerRunner(kind, batch, evaluate=args.eval)
+  if name in ('jaxser-wave', 'jaxser-waveaug'):
+    return JaxserRunner(kind, batch, xla_options=args.xla_options,
+                        wave=name.partition('-')[2])
   if name == 'jaxser-robust':
     return JaxserRunner(kind, batch, evaluate=args.eval, xla_options=args.xla_options,
                         robust=True)
@@ -207,7 +238,9 @@ def _runner(name: str, kind: str, batch: dict, args):
 def _names(args, peer: bool) -> list[str]:
   """The runners of a size: jaxser with each GRU cell, then the peer."""
   names = ['jaxser' if cell == 'flax' else f'jaxser-{cell}' for cell in args.gru_cells]
-  return names + (['jaxser-robust'] if args.robust else []) + (['peer'] if peer else [])
+  names += ['jaxser-robust'] if args.robust else []
+  names += ['jaxser-wave', 'jaxser-waveaug'] if args.wave and not args.eval else []
+  return names + (['peer'] if peer else [])
 
 
 def _proc_status_bytes(field: str) -> int:
@@ -365,6 +398,9 @@ def parse_args(argv=None, evaluate: bool = False):
   parser.add_argument('--robust', action='store_true',
                       help='also time the step with SpecAugment, level and tilt and '
                       'per-utterance normalisation on (jaxser-robust)')
+  parser.add_argument('--wave', action='store_true',
+                      help='also time the step on waveform batches, its features '
+                      'computed in it, without and with waveform augmentation')
   parser.add_argument('--json', default='', help='also write results here')
   parser.add_argument('--child', default='', help=argparse.SUPPRESS)
   args, _ = parser.parse_known_args(argv)  # launch.sh passes its flags to all
