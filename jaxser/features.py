@@ -346,11 +346,8 @@ def extract(waveforms, lengths, params: FeatureParams = FeatureParams()):
 
 
 def log_mel(waveforms, lengths, params: FeatureParams | None = None, **fields):
-  """`extract` of kind 'mel': `params` (default the paper's) with `fields` set.
-
-  `log_mel(w, n)` is the paper's log-Mel; `log_mel(w, n, n_mels=64)` changes
-  one field.
-  """
+  """`extract` of kind 'mel': `params` (default the paper's) with `fields` set,
+  e.g. `log_mel(w, n, n_mels=64)`."""
   params = dataclasses.replace(params or FeatureParams(), kind='mel', **fields)
   return extract(waveforms, lengths, params)
 
@@ -368,8 +365,8 @@ def extract_numpy(waveforms: Sequence[np.ndarray],
   """Features of a list of 1-D waveforms, as a list of `[frames_i, bins]`.
 
   Each waveform is first cut to the samples its kept frames read
-  (`crop_waveform`), so a batch costs memory bounded by `max_frames`
-  whatever the lengths. Utterances are sorted by length and batched; each batch is padded to a
+  (`crop_waveform`): memory bounded by `max_frames` whatever the lengths.
+  Utterances are sorted by length and batched; each batch is padded to a
   multiple of `pad_multiple` samples so the number of compiled programs stays
   small (one per padded length). `workers` threads run batches side by side:
   XLA:CPU computes a program's FFT on one thread, so two batches in flight

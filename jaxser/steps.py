@@ -96,15 +96,7 @@ def train_step(state: TrainState, batch: dict, hparams: dict, *, rule: str = 'em
   # Every step's randomness (dropout, for a model with any) is its own key.
   step_key = jax.random.fold_in(state.rng, state.step)
 
-  # Augmentations have streams of their own: the dropout key is unchanged.
-  if wave is None:
-    features, frame_lengths = batch['features'], batch['frame_lengths']
-  else:
-    features, frame_lengths = batch_features(jax.random.fold_in(step_key, 2), batch,
-                                             hparams, wave)
-  if augment.enabled:
-    features = input_augment.apply(jax.random.fold_in(step_key, 1), features,
-                                   frame_lengths, augment, hparams.get('inv_std'))
+  features, frame_lengths = _inputs(step_key, batch, hparams, augment, wave)
 
   def loss_fn(params):
     logits, embeddings = state.apply_fn({'params': params}, features, frame_lengths,
@@ -131,6 +123,22 @@ def train_step(state: TrainState, batch: dict, hparams: dict, *, rule: str = 'em
   new_state = state.replace(step=state.step + 1, params=params,
                             opt_state=opt_state, centers=centers)
   return new_state, metrics
+
+
+def _inputs(step_key, batch: dict, hparams: dict, augment, wave):
+  """The batch's features and frame lengths, augmented as `train_step` says.
+
+  The augmentations have streams of their own: the dropout key is unchanged.
+  """
+  if wave is None:
+    features, frame_lengths = batch['features'], batch['frame_lengths']
+  else:
+    features, frame_lengths = batch_features(jax.random.fold_in(step_key, 2), batch,
+                                             hparams, wave)
+  if augment.enabled:
+    features = input_augment.apply(jax.random.fold_in(step_key, 1), features,
+                                   frame_lengths, augment, hparams.get('inv_std'))
+  return features, frame_lengths
 
 
 def make_steps(config: ml_collections.ConfigDict,

@@ -1,6 +1,8 @@
-"""Shared fixtures: a small learnable corpus written as a CSV manifest."""
+"""Shared fixtures: a small learnable corpus written as a CSV manifest; a
+check that a run resumes exactly."""
 
 import csv
+import json
 import os
 
 import numpy as np
@@ -57,3 +59,26 @@ def env(tmp_path_factory):
   return dict(os.environ, JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(cache),
               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+
+
+def tiny_run_config(tone_manifest, tmp_path):
+  """The tiny config on the tone corpus, its cache in `tmp_path`, no plots."""
+  from jaxser.configs import tiny  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config()
+  config.corpus, config.corpus_root = 'manifest', tone_manifest
+  config.cache_dir, config.plots = str(tmp_path / 'cache'), False
+  return config
+
+
+def assert_resumes_exactly(config, tmp_path):
+  """Trains straight and killed at step 6 then resumed: the same metrics and
+  results. Returns `first(name)`, the first metrics line of a run folder."""
+  from jaxser import train  # pylint: disable=g-import-not-at-top
+  straight = train.train_and_evaluate(config, str(tmp_path / 'straight'))
+  assert train.train_and_evaluate(config, str(tmp_path / 'resumed'),
+                                  interrupt_at_step=6) is None
+  resumed = train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  read = lambda d: (tmp_path / d / 'metrics.jsonl').read_text()
+  assert read('straight') == read('resumed')
+  assert straight['ua'] == resumed['ua'] and straight['confusion'] == resumed['confusion']
+  return lambda d: json.loads(read(d).splitlines()[0])

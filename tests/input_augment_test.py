@@ -2,15 +2,15 @@
 masks within their widths, a key fixes the outcome; a run with augmentation
 resumes exactly."""
 
-import json
-
 import jax
 import numpy as np
 import pytest
 
 from jaxser import input_augment
 from jaxser import train
-from jaxser.configs import tiny
+
+from conftest import assert_resumes_exactly
+from conftest import tiny_run_config
 
 SENTINEL = 7.0  # in the padding, so that any write to it shows
 
@@ -104,20 +104,11 @@ def test_a_key_fixes_the_outcome_and_off_changes_nothing():
 
 
 def test_a_run_with_augmentation_resumes_exactly(tone_manifest, tmp_path):
-  config = tiny.get_config()
-  config.corpus, config.corpus_root = 'manifest', tone_manifest
-  config.cache_dir, config.plots = str(tmp_path / 'cache'), False
+  config = tiny_run_config(tone_manifest, tmp_path)
   config.input_augment.update(time_masks=2, time_mask_width=8, freq_masks=1,
                               freq_mask_width=8, gain_db=3.0, tilt_db=3.0)
-  straight = train.train_and_evaluate(config, str(tmp_path / 'straight'))
-  assert train.train_and_evaluate(config, str(tmp_path / 'resumed'),
-                                  interrupt_at_step=6) is None
-  resumed = train.train_and_evaluate(config, str(tmp_path / 'resumed'))
-  read = lambda d: (tmp_path / d / 'metrics.jsonl').read_text()
-  assert read('straight') == read('resumed')
-  assert straight['ua'] == resumed['ua'] and straight['confusion'] == resumed['confusion']
+  first = assert_resumes_exactly(config, tmp_path)
   # The augmentation changed training: the loss differs from a plain run.
   config.input_augment.update(time_masks=0, freq_masks=0, gain_db=0.0, tilt_db=0.0)
   train.train_and_evaluate(config, str(tmp_path / 'plain'))
-  first = lambda d: json.loads(read(d).splitlines()[0])
   assert first('plain')['loss'] != first('straight')['loss']

@@ -1,8 +1,6 @@
 """Features computed in the train step from cached waveforms: equal to the
 feature cache's, waveform augmentation inside the jitted step, exact resume."""
 
-import json
-
 import jax
 import numpy as np
 
@@ -13,14 +11,9 @@ from jaxser import steps
 from jaxser import train
 from jaxser.data import cache as cache_lib
 from jaxser.data import manifest
-from jaxser.configs import tiny
 
-
-def tiny_config(tone_manifest, tmp_path):
-  config = tiny.get_config()
-  config.corpus, config.corpus_root = 'manifest', tone_manifest
-  config.cache_dir, config.plots = str(tmp_path / 'cache'), False
-  return config
+from conftest import assert_resumes_exactly
+from conftest import tiny_run_config
 
 
 def test_features_in_the_step_equal_the_cached_features(tone_manifest, tmp_path):
@@ -52,18 +45,11 @@ def test_features_in_the_step_equal_the_cached_features(tone_manifest, tmp_path)
 
 
 def test_a_run_with_waveform_augmentation_resumes_exactly(tone_manifest, tmp_path):
-  config = tiny_config(tone_manifest, tmp_path)
+  config = tiny_run_config(tone_manifest, tmp_path)
   config.wave_augment.update(noise_probability=0.5, speed_factors='0.9,1.0,1.1',
                              reverb_probability=0.5)
   assert config_lib.features_in_step(config)
-  straight = train.train_and_evaluate(config, str(tmp_path / 'straight'))
-  assert train.train_and_evaluate(config, str(tmp_path / 'resumed'),
-                                  interrupt_at_step=6) is None
-  resumed = train.train_and_evaluate(config, str(tmp_path / 'resumed'))
-  read = lambda d: (tmp_path / d / 'metrics.jsonl').read_text()
-  assert read('straight') == read('resumed')
-  assert straight['ua'] == resumed['ua'] and straight['confusion'] == resumed['confusion']
-  first = lambda d: json.loads(read(d).splitlines()[0])
+  first = assert_resumes_exactly(config, tmp_path)
   # Features in the step without augmentation train as the feature cache
   # does (to float tolerance); the augmentation changes the loss.
   config.wave_augment.update(noise_probability=0.0, speed_factors='',
