@@ -4,8 +4,8 @@
 the corpus (`load_corpus`), the run's identity, the protocol's fold, the
 features from the on-disk cache, the class weights and the standardiser of
 the training split. With the features computed in the train step
-(`config_lib.features_in_step`), the training split reads cached waveforms
-instead; dev and test keep the feature cache.
+(`config_lib.features_in_step`), the training batches read cached waveforms
+(`RunData.train_input`); evaluation keeps the feature cache.
 """
 
 import dataclasses
@@ -39,6 +39,8 @@ class RunData:
   fold_name: str
   utterances: list
   train: input_pipeline.Examples
+  train_input: input_pipeline.Examples  # `train` as the train step reads it:
+                                        # cached features, or waveforms
   dev: input_pipeline.Examples
   test: input_pipeline.Examples
   class_weights: np.ndarray  # [classes]
@@ -95,11 +97,12 @@ def _prepare(config: ml_collections.ConfigDict, workdir: str) -> RunData:
     return input_pipeline.Examples(items, labels[indices], np.asarray(indices),
                                    standardizer, wave)
 
-  train = examples(fold.train)
+  train = train_input = examples(fold.train)
   if config_lib.features_in_step(config):
-    train = examples(fold.train, _waveforms(feats, cache_folder, config.strict_data), params)
+    train_input = examples(fold.train, _waveforms(feats, cache_folder, config.strict_data),
+                           params)
   return RunData(label_map=label_map, feature_params=params, fold_name=fold.name,
-                 utterances=utterances, train=train,
+                 utterances=utterances, train=train, train_input=train_input,
                  dev=examples(fold.dev), test=examples(fold.test),
                  class_weights=np.asarray(losses.class_weights(counts), np.float32),
                  standardizer=standardizer, identity=identity)

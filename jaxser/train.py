@@ -185,7 +185,7 @@ def open_run(config, workdir: str, mesh, closing: contextlib.ExitStack, run_log,
   checkpoints = closing.enter_context(checkpoint_lib.Checkpoints(workdir))
   # Each process prepares its own rows of every global batch.
   iterator = input_pipeline.train_iterator(input_pipeline.train_dataset(
-      data.train, batch_size=config.batch_size, buckets=config.buckets,
+      data.train_input, batch_size=config.batch_size, buckets=config.buckets,
       seed=config.seed, shard_index=jax.process_index(),
       shard_count=jax.process_count()))
   state, best, window = _resume(checkpoints, state, iterator, data.identity, workdir)

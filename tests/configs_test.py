@@ -33,6 +33,16 @@ def test_the_quick_demo_changes_only_its_fields():
     demo.get_config('slow')
 
 
+def test_the_robust_demo_adds_only_waveform_augmentation():
+  before = json.loads(demo.get_config().to_json_best_effort())
+  robust = demo.get_config('robust')
+  config_lib.validate(robust)
+  after = json.loads(robust.to_json_best_effort())
+  assert {k for k in after if after[k] != before[k]} == {'wave_augment'}
+  assert config_lib.features_in_step(robust) and config_lib.wave_augment(robust).enabled
+  assert not config_lib.features_in_step(demo.get_config())
+
+
 def test_the_features_of_a_config_are_every_feature_parameter():
   from jaxser import features  # pylint: disable=g-import-not-at-top
   assert dict(default.get_config().features) == features.FeatureParams().to_dict()

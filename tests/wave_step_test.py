@@ -5,6 +5,7 @@ import jax
 import numpy as np
 
 from jaxser import config_lib
+from jaxser import evaluate
 from jaxser import features
 from jaxser import input_pipeline
 from jaxser import steps
@@ -50,6 +51,10 @@ def test_a_run_with_waveform_augmentation_resumes_exactly(tone_manifest, tmp_pat
                              reverb_probability=0.5)
   assert config_lib.features_in_step(config)
   first = assert_resumes_exactly(config, tmp_path)
+  # What reads a finished run's training split (jaxser.augment, the
+  # ablation's figures) reads its features, not the waveforms.
+  embeddings = evaluate.run_embeddings(str(tmp_path / 'straight'), ('train',))
+  assert embeddings['train']['z'].shape == (24, config.model.embedding_dim)
   # Features in the step without augmentation train as the feature cache
   # does (to float tolerance); the augmentation changes the loss.
   config.wave_augment.update(noise_probability=0.0, speed_factors='',
