@@ -139,3 +139,16 @@ def test_runs_and_data_compose_on_four_devices(tmp_path):
                        cwd=root, env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert out.stdout.count('PARAM_DIFF') == 2
+
+
+def test_a_stack_of_waveform_augmented_runs_equals_the_runs(configs, tmp_path):
+  wave = [c.copy_and_resolve_references() for c in configs[:2]]
+  for c in wave:
+    c.wave_augment.update(noise_probability=0.5, speed_factors='0.9,1.0,1.1',
+                          reverb_probability=0.5)
+  alone_dirs = [str(tmp_path / f'alone{r}') for r in range(2)]
+  alone = [train.train_and_evaluate(c, d) for c, d in zip(wave, alone_dirs)]
+  stack_dirs = [str(tmp_path / f'stacked{r}') for r in range(2)]
+  together = stacked.train_and_evaluate(wave, stack_dirs)
+  for r in range(2):
+    assert_same_run(alone_dirs[r], alone[r], stack_dirs[r], together[r])
