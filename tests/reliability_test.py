@@ -317,8 +317,8 @@ CONFIG_FAULTS = {
                             '--config=jaxser/configs/nosuch.py: no config file '
                             'jaxser/configs/nosuch.py'),
     'bad_config_argument': (['--config=jaxser/configs/demo.py:nosuch'],
-                            "ValueError: demo.py takes no argument or 'quick', got "
-                            "'nosuch'"),
+                            "ValueError: demo.py takes no argument, 'quick' or 'robust', "
+                            "got 'nosuch'"),
 }
 
 
