@@ -86,18 +86,22 @@ def step_hparams(config: ml_collections.ConfigDict, class_weights,
 
 def input_augment(config: ml_collections.ConfigDict) -> input_augment_lib.InputAugment:
   """`config.input_augment` (absent in older configs: off)."""
-  fields = config.get('input_augment') or {}
-  return input_augment_lib.InputAugment(**{
-      k: type(getattr(input_augment_lib.InputAugment(), k))(v) for k, v in dict(fields).items()})
+  return _settings(input_augment_lib.InputAugment, config.get('input_augment'))
 
 
 def wave_augment(config: ml_collections.ConfigDict) -> wave_augment_lib.WaveAugment:
   """`config.wave_augment`'s augmentation (absent in older configs: off)."""
   fields = dict(config.get('wave_augment') or {})
   fields.pop('features_in_step', None)
-  defaults = wave_augment_lib.WaveAugment()
-  return wave_augment_lib.WaveAugment(**{
-      k: type(getattr(defaults, k))(v) for k, v in fields.items()})
+  return _settings(wave_augment_lib.WaveAugment, fields)
+
+
+def _settings(settings_type, fields):
+  """A NamedTuple of settings from config fields, each cast to its default's
+  type (a CLI override of a float field may arrive as an int); absent: defaults."""
+  defaults = settings_type()
+  return settings_type(**{k: type(getattr(defaults, k))(v)
+                          for k, v in dict(fields or {}).items()})
 
 
 def features_in_step(config: ml_collections.ConfigDict) -> bool:
