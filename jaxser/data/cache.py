@@ -9,8 +9,8 @@ utterance set or label, or any changed parameter gives a new key, hence a new
 folder; nothing stale is read.
 
 Waveforms. With the features computed in the train step (waveform
-augmentation), the training split's decoded, cropped waveforms are cached
-alike (`build(..., waveforms=True)`): folder `wave-<key>`, one sample per
+augmentation), the corpus' decoded, cropped waveforms (every fold's) are
+cached alike (`build(..., waveforms=True)`): folder `wave-<key>`, one sample per
 row, the key marked as a waveform cache's.
 
 The format. A cache folder `<cache_dir>/<kind>-<key>/` holds
